@@ -1,0 +1,7 @@
+"""darla: zero-shot transfer in reinforcement learning through disentangled vision (DARLA).
+
+Stages (``python -m darla.stage see|act|transfer|all``): see.py learns the vision, act.py trains
+the agent on its frozen latents, transfer.py evaluates that agent on shifted domains.
+"""
+
+__version__ = "0.1.0"

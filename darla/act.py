@@ -1,0 +1,245 @@
+"""Stage 2, act: train a Stable-Baselines3 agent on the frozen latents, in the source domains.
+
+The vision model from the see run is loaded frozen; every step's observations are encoded
+in one batch and the policy (MlpPolicy) sees the latent means. With vision_model=pixels the
+same agent learns end to end from frames with SB3's CnnPolicy, the baseline DARLA is measured
+against. The agent is evaluated periodically on each source domain (logged under its own
+name); the best policy, chosen on source domains only, is kept.
+
+Outputs in runs/<name>/act/: policy.safetensors (best on source), checkpoint/ (resume state),
+eval.jsonl (per-domain evaluation curves), tensorboard/, manifest.json. Nothing is pickled:
+the agent is rebuilt from the manifest's config and only parameters are loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
+
+from darla.artifacts import (MANIFEST, atomic_write, check_parent, file_hash, find_parent, load_state, load_weights,
+                             read_json, run_dir, save_state, save_weights, versions, write_json)
+from darla.config import domain_settings, domains, plain, resolve_device, start_run
+from darla.evaluation import describe, run_episodes
+from darla.see import load_vision_model
+from darla.vec_env import make_vec_env
+from envs.domains import Domain
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
+EVAL_SEED = 50_000  # evaluation episodes during training; transfer uses its own seeds
+
+
+def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, pixels: bool,
+                tensorboard_log: Path | None = None) -> BaseAlgorithm:
+    """A fresh SB3 agent from its config: MlpPolicy on latents, CnnPolicy on pixels."""
+    algorithm = ALGORITHMS.get(agent_cfg.algorithm)
+    if algorithm is None:
+        raise ValueError(f"agent.algorithm={agent_cfg.algorithm!r} is not known; expected one of {sorted(ALGORITHMS)}")
+    return algorithm("CnnPolicy" if pixels else "MlpPolicy", env, seed=seed, device=device, verbose=0,
+                     tensorboard_log=str(tensorboard_log) if tensorboard_log else None,
+                     **plain(agent_cfg.hyperparameters))
+
+
+def load_encoder(cfg: DictConfig) -> tuple[torch.nn.Module | None, Path | None, dict | None]:
+    """The frozen vision model of the see run this act run reads (None for pixels)."""
+    if cfg.vision_model.model is None:
+        return None, None, None
+    see_dir = find_parent(cfg.act.see_run, cfg.runs_dir, "see")
+    model, manifest = load_vision_model(see_dir)
+    return model, see_dir, manifest
+
+
+def frame_shape(domain: Domain) -> list[int]:
+    """(C, H, W) of the frames a domain's env produces, as the vision model reads them."""
+    env = domain.make()
+    shape = env.observation_space.shape
+    env.close()
+    if len(shape) != 3:
+        raise ValueError(f"domain {domain.name!r} ({domain.env_id}) gives observations of shape {shape}; "
+                         f"a vision model needs image frames (H, W, C)")
+    h, w, c = shape
+    return [c, h, w]
+
+
+class SourceEvaluation(BaseCallback):
+    """Every ``eval_every`` steps: evaluate on each source domain, keep the best policy, checkpoint.
+
+    The best policy is chosen on the mean return over source domains only. The checkpoint
+    (policy, optimiser, counters, evaluation history, DQN's replay buffer) is written right
+    after each evaluation, so a resumed run repeats no evaluation and loses at most
+    ``eval_every`` steps.
+    """
+
+    def __init__(self, out: Path, eval_env: VecEnv, domain_names: list[str], eval_every: int, episodes: int,
+                 deterministic: bool):
+        super().__init__()
+        self.out, self.eval_env, self.domain_names = out, eval_env, domain_names
+        self.eval_every, self.episodes, self.deterministic = eval_every, episodes, deterministic
+        self.history: list[dict] = []
+        self.best = -np.inf
+        self.next_eval = eval_every
+
+    # -- checkpoint ---------------------------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "checkpoint" / "state.safetensors"
+
+    def save_checkpoint(self) -> None:
+        agent = self.model
+        state = {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict(),
+                 "num_timesteps": agent.num_timesteps, "n_calls": getattr(agent, "_n_calls", 0),
+                 "history": self.history, "best": self.best, "next_eval": self.next_eval}
+        if isinstance(agent, DQN):
+            buffer = agent.replay_buffer
+            arrays = {k: getattr(buffer, k) for k in ("observations", "next_observations", "actions", "rewards",
+                                                      "dones", "timeouts") if getattr(buffer, k, None) is not None}
+            atomic_write(self.out / "checkpoint" / "replay_buffer.npz",
+                         lambda tmp: np.savez(open(tmp, "wb"), pos=buffer.pos, full=buffer.full, **arrays))
+        save_state(self.checkpoint, state)
+
+    def restore(self, agent: BaseAlgorithm) -> None:
+        """Load the last checkpoint, if any, into ``agent`` and this callback."""
+        if not self.checkpoint.exists():
+            return
+        state = load_state(self.checkpoint)
+        agent.policy.load_state_dict(state["policy"])
+        agent.policy.optimizer.load_state_dict(state["optimizer"])
+        agent.num_timesteps = int(state["num_timesteps"])
+        if hasattr(agent, "_n_calls"):
+            agent._n_calls = int(state["n_calls"])
+        self.history, self.best, self.next_eval = list(state["history"]), float(state["best"]), int(state["next_eval"])
+        buffer_file = self.out / "checkpoint" / "replay_buffer.npz"
+        if isinstance(agent, DQN) and buffer_file.exists():
+            with np.load(buffer_file, allow_pickle=False) as saved:
+                for key in saved.files:
+                    if key in ("pos", "full"):
+                        setattr(agent.replay_buffer, key, saved[key].item())
+                    else:
+                        getattr(agent.replay_buffer, key)[...] = saved[key]
+        print(f"[act] resuming from {self.checkpoint} at {agent.num_timesteps} steps")
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate(self) -> None:
+        agent = self.model
+        act = lambda obs: agent.predict(obs, deterministic=self.deterministic)[0]  # noqa: E731
+        means = {}
+        for i, name in enumerate(self.domain_names):
+            episodes = run_episodes(self.eval_env, act, EVAL_SEED + 1000 * i, self.episodes, domain=name)
+            stats = describe([e["return"] for e in episodes])
+            means[name] = stats["mean"]
+            self.logger.record(f"eval/{name}/mean_return", stats["mean"])
+            self.history.append({"timesteps": agent.num_timesteps, "domain": name, **stats})
+        source_mean = float(np.mean(list(means.values())))
+        self.logger.record("eval/source_mean_return", source_mean)
+        print(f"[act] {agent.num_timesteps} steps: source mean return {source_mean:.3f} "
+              + " ".join(f"{k}={v:.2f}" for k, v in means.items()))
+        if source_mean > self.best:
+            self.best = source_mean
+            save_weights(self.out / "policy.safetensors", agent.policy)
+        atomic_write(self.out / "eval.jsonl",
+                     lambda tmp: tmp.write_text("".join(_json_line(h) for h in self.history)))
+
+    def evaluate_and_checkpoint(self) -> None:
+        self.evaluate()
+        self.next_eval = self.model.num_timesteps + self.eval_every
+        self.save_checkpoint()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_eval:
+            self.evaluate_and_checkpoint()
+        return True
+
+
+def _json_line(record: dict) -> str:
+    import json
+
+    return json.dumps(record) + "\n"
+
+
+def run(cfg: DictConfig) -> Path:
+    out = run_dir(cfg.runs_dir, cfg.name, "act")
+    device = resolve_device(cfg.device)
+    source: list[Domain] = domains(cfg, "source")
+    encoder, see_dir, see_manifest = load_encoder(cfg)
+    if see_manifest is not None:
+        check_parent(see_dir, see_manifest, {"input_shape": frame_shape(source[0])})
+    settings = {"source_domains": domain_settings(source), "agent": plain(cfg.agent), "seed": cfg.seed,
+                "num_envs": cfg.num_envs, "vision_model": cfg.vision_model.name,
+                "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},
+                "see_hash": see_manifest["content_hash"] if see_manifest else None}
+    if start_run(out, settings, cfg.overwrite):
+        print(f"[act] {out} is finished with these settings; nothing to do")
+        return out
+    t0 = time.perf_counter()
+    train_env = make_vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, encoder, device)
+    # Evaluation runs in this process, between updates, one source domain at a time.
+    eval_env = make_vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, encoder, device)
+    agent = build_agent(cfg.agent, train_env, cfg.seed, device, pixels=encoder is None,
+                        tensorboard_log=out / "tensorboard")
+    evaluation = SourceEvaluation(out, eval_env, [d.name for d in source], cfg.act.eval_every, cfg.act.eval_episodes, cfg.act.deterministic)
+    evaluation.restore(agent)
+    try:
+        remaining = cfg.act.total_timesteps - agent.num_timesteps
+        if remaining > 0:
+            agent.learn(remaining, callback=evaluation, reset_num_timesteps=False, progress_bar=True,
+                        tb_log_name=cfg.agent.name)
+        # The last evaluation must see the final policy (learn() runs the callback as it goes).
+        if evaluation.history[-1]["timesteps"] < agent.num_timesteps:
+            evaluation.evaluate_and_checkpoint()
+    finally:
+        train_env.close()
+        eval_env.close()
+
+    best = max(_source_means(evaluation.history), key=lambda r: r["mean"])
+    manifest = {
+        "stage": "act",
+        "agent": plain(cfg.agent),
+        "vision_model": cfg.vision_model.name,
+        "policy": "CnnPolicy" if encoder is None else "MlpPolicy",
+        "see_dir": str(see_dir) if see_dir else None,
+        "see_hash": settings["see_hash"],
+        "observation_shape": list(train_env.observation_space.shape),
+        "env_id": cfg.env.id,
+        "source_domains": [d.name for d in source],
+        "timesteps": int(agent.num_timesteps),
+        "best": best,
+        "train_seconds": time.perf_counter() - t0,
+        "versions": versions(),
+        "content_hash": file_hash(out / "policy.safetensors"),
+    }
+    write_json(out / MANIFEST, manifest)
+    print(f"[act] done: {out} (best source mean return {best['mean']:.3f} at {best['timesteps']} steps)")
+    return out
+
+
+def _source_means(history: list[dict]) -> list[dict]:
+    by_step: dict[int, list[float]] = {}
+    for h in history:
+        by_step.setdefault(h["timesteps"], []).append(h["mean"])
+    return [{"timesteps": t, "mean": float(np.mean(v))} for t, v in by_step.items()]
+
+
+def load_policy(act_dir: Path, env: VecEnv, device: torch.device) -> tuple[BaseAlgorithm, dict]:
+    """Rebuild the trained agent from its act run: config from the manifest, parameters from safetensors."""
+    manifest = read_json(act_dir / MANIFEST)
+    check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape)})
+    agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device,
+                        pixels=manifest["policy"] == "CnnPolicy")
+    load_weights(act_dir / "policy.safetensors", agent.policy)
+    agent.policy.set_training_mode(False)
+    return agent, manifest
+
+
+@hydra.main(config_path="../configs", config_name="act", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)

@@ -1,0 +1,182 @@
+"""Run directories and the files in them: atomic writes, safetensors state, manifests, hashes.
+
+Nothing half-written is ever left under its final name (write a temporary file, then rename),
+and nothing is ever unpickled: tensors go to safetensors, everything else to JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+MANIFEST = "manifest.json"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n"))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def save_state(path: Path, state: Mapping[str, Any]) -> Path:
+    """Save a nested dict (model/optimiser state, counters) as one safetensors file.
+
+    Tensors are stored under keys joined with "/" (torch's own keys keep their dots); every other leaf (ints, floats, strings, lists of
+    them) goes to the file's JSON metadata, so optimiser states round-trip without pickle.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    others: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, torch.Tensor):
+            tensors[prefix] = node.detach().cpu().clone()  # clone: state dicts may share storage
+        elif isinstance(node, Mapping):
+            if not node:
+                others[prefix] = {}
+            for k, v in node.items():
+                walk(f"{prefix}/{k}" if prefix else str(k), v)
+        else:
+            others[prefix] = node
+
+    walk("", state)
+    metadata = {"darla_leaves": json.dumps(others, default=_jsonable)}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Inverse of :func:`save_state`; integer-looking keys come back as ints (optimiser states)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        flat: dict[str, Any] = dict(load_file(str(path)))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    flat.update(json.loads(metadata.get("darla_leaves", "{}")))
+    nested: dict[Any, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        parts = [int(p) if p.isdigit() else p for p in key.split("/")]
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def save_weights(path: Path, module: torch.nn.Module) -> Path:
+    """A module's parameters and buffers as a flat safetensors file (what later stages load).
+
+    safetensors' save_model stores tensors shared between submodules once (SB3's CNN policy
+    shares its feature extractor between actor and critic).
+    """
+    return atomic_write(path, lambda tmp: save_model(module, str(tmp)))
+
+
+def load_weights(path: Path, module: torch.nn.Module) -> torch.nn.Module:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        missing, unexpected = load_model(module, str(path), strict=False)
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not fit {type(module).__name__}: {err}") from None
+    except Exception as err:  # safetensors' own error types for unreadable files
+        raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {type(module).__name__}: missing {sorted(missing)}, "
+                         f"unexpected {sorted(unexpected)}")
+    return module
+
+
+def file_hash(*paths: Path) -> str:
+    """sha256 over the bytes of the given files, in order."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on, for manifests."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for pkg in ("darla", "torch", "gymnasium", "stable-baselines3", "miniworld", "numpy"):
+        try:
+            found[pkg] = version(pkg)
+        except PackageNotFoundError:
+            found[pkg] = "not installed"
+    return found
+
+
+def run_dir(runs_dir: str | Path, name: str, stage: str) -> Path:
+    return Path(runs_dir) / name / stage
+
+
+def find_parent(ref: str, runs_dir: str | Path, stage: str) -> Path:
+    """Resolve a parent stage's directory from a run name (``runs/<ref>/<stage>``) or a path."""
+    candidates = [Path(ref), Path(ref) / stage, run_dir(runs_dir, ref, stage)]
+    for c in candidates:
+        if (c / MANIFEST).exists():
+            return c
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no finished {stage} run found for {ref!r} (looked for {MANIFEST} in {tried}); "
+                            f"run `python -m darla.stage {stage}` first or point to its directory")
+
+
+def check_parent(parent: Path, manifest: Mapping[str, Any], expect: Mapping[str, Any]) -> None:
+    """Refuse a parent whose manifest does not fit what this stage expects, naming both sides."""
+    for key, want in expect.items():
+        have = manifest.get(key)
+        if _normal(have) != _normal(want):
+            raise ValueError(f"parent {parent} does not fit: its {key} is {have!r}, this stage expects {want!r}")
+
+
+def _normal(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=_jsonable))

@@ -1,0 +1,66 @@
+"""Playing episodes with fixed seeds, and the statistics reported over their returns."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import VecEnv
+
+Act = Callable[[np.ndarray], np.ndarray]
+
+
+def run_episodes(venv: VecEnv, act: Act, first_seed: int, episodes: int, domain: str | None = None) -> list[dict]:
+    """Play ``episodes`` episodes; episode i is reset with seed ``first_seed + i``.
+
+    ``domain`` pins the vector env's domain mixtures to that domain (see DomainMixture).
+    The vector env plays them in batches of ``num_envs``; within a batch an env that finished
+    is ignored until the others finish (its auto-reset episode is not counted), so every
+    episode is exactly the one its seed defines. Sampling inside ``act`` is seeded per batch
+    from a forked RNG, so results repeat and the caller's random streams are untouched.
+    """
+    n = venv.num_envs
+    records: list[dict] = []
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        for start in range(0, episodes, n):
+            count = min(n, episodes - start)
+            torch.manual_seed(first_seed + start)
+            np.random.seed(first_seed + start)  # DQN's epsilon-greedy draws from numpy's global RNG
+            venv.seed(first_seed + start)  # SB3 gives env j the seed first_seed + start + j
+            if domain is not None:
+                venv.set_options({"domain": domain})
+            obs = venv.reset()
+            returns, lengths = np.zeros(n), np.zeros(n, dtype=int)
+            active = np.arange(n) < count
+            while active.any():
+                obs, rewards, dones, _ = venv.step(act(obs))
+                returns[active] += rewards[active]
+                lengths[active] += 1
+                for j in np.flatnonzero(dones & active):
+                    records.append({"seed": first_seed + start + int(j), "return": float(returns[j]),
+                                    "length": int(lengths[j])})
+                    active[j] = False
+    np.random.set_state(np_state)
+    return sorted(records, key=lambda r: r["seed"])
+
+
+def random_act(venv: VecEnv, seed: int) -> Act:
+    """A uniformly random policy for ``venv``, seeded."""
+    space = venv.action_space
+    space.seed(seed)
+    return lambda obs: np.stack([space.sample() for _ in range(len(obs))])
+
+
+def interquartile_mean(values: Sequence[float]) -> float:
+    """Mean of the middle 50% of the values (25% trimmed from each end), as in rliable."""
+    x = np.sort(np.asarray(values, dtype=float))
+    cut = int(np.floor(0.25 * len(x)))
+    return float(x[cut:len(x) - cut].mean()) if len(x) else float("nan")
+
+
+def describe(returns: Sequence[float]) -> dict[str, float]:
+    x = np.asarray(returns, dtype=float)
+    return {"episodes": int(len(x)), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+            "iqm": interquartile_mean(x), "min": float(x.min()), "max": float(x.max())}

@@ -1,0 +1,46 @@
+"""The policy's view of the world: frames replaced by the frozen encoder's latent mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+
+def frames_to_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 frames (N, H, W, C) -> float tensor (N, C, H, W) in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class LatentObservation(VecEnvWrapper):
+    """Encode every observation of a step in one batch with a frozen vision model.
+
+    The policy sees ``encoder.representation(frame)`` (the encoder mean μ, DARLA's input), so
+    ``MlpPolicy`` and small replay buffers are used. The encoder is put in eval mode and never
+    receives gradients. Terminal observations (which PPO bootstraps from on truncation) are
+    encoded in the same batch as the step's observations.
+    """
+
+    def __init__(self, venv: VecEnv, encoder: torch.nn.Module, device: torch.device | str = "cpu"):
+        self.encoder = encoder.to(device).eval().requires_grad_(False)
+        self.device = torch.device(device)
+        space = spaces.Box(-np.inf, np.inf, shape=(encoder.latent_dim,), dtype=np.float32)
+        super().__init__(venv, observation_space=space)
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        return self.encoder.representation(frames_to_tensor(frames, self.device)).cpu().numpy().astype(np.float32)
+
+    def reset(self) -> np.ndarray:
+        return self.encode(self.venv.reset())
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        terminal = [i for i, info in enumerate(infos) if "terminal_observation" in info]
+        batch = obs if not terminal else np.concatenate([obs, np.stack([infos[i]["terminal_observation"] for i in terminal])])
+        codes = self.encode(batch)
+        for j, i in enumerate(terminal):
+            infos[i]["terminal_observation"] = codes[len(obs) + j]
+        return codes[: len(obs)], rewards, dones, infos

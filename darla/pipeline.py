@@ -1,0 +1,24 @@
+"""``all``: see → act → transfer in one go, every stage reading the same composed config.
+
+A stage that already finished with the same settings is skipped, so re-running ``all`` after
+an interruption continues where it stopped. With vision_model=pixels there is no see stage.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from darla import act, see, transfer
+
+
+def run(cfg: DictConfig) -> None:
+    if cfg.vision_model.model is not None:
+        see.run(cfg)
+    act.run(cfg)
+    transfer.run(cfg)
+
+
+@hydra.main(config_path="../configs", config_name="all", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)

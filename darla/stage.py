@@ -1,0 +1,39 @@
+"""The command line: ``python -m darla.stage see|act|transfer|all [hydra overrides]``.
+
+Hydra has no sub-commands, so the stage word is taken off argv here and the rest is handed to
+that stage's Hydra entry point (overrides, ``-m`` multiruns and ``--help`` work as usual).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = {
+    "see": ("darla.see", "collect exploration frames, train the vision model, diagnose it"),
+    "act": ("darla.act", "train PPO or DQN on the frozen latents in the source domains"),
+    "transfer": ("darla.transfer", "evaluate the policy, unchanged, on source and target domains"),
+    "all": ("darla.pipeline", "see, act and transfer in order, with the same overrides"),
+}
+
+
+def usage() -> str:
+    lines = [f"  {name:<9} {doc}" for name, (_, doc) in STAGES.items()]
+    return "usage: python -m darla.stage STAGE [key=value ...]\nstages:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        sys.exit(0 if argv else 2)
+    stage = argv.pop(0)
+    if stage not in STAGES:
+        print(f"darla: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [f"darla.stage {stage}", *argv]
+    importlib.import_module(STAGES[stage][0]).main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Stage 3, transfer: evaluate the trained policy, unchanged, on source and target domains.
+
+Policy and encoder are loaded exactly as act trained them (parameters only, checked against
+their manifests' hashes). Every domain plays the same fixed seeds; a uniformly random policy
+plays them too, for scale. Outputs in runs/<name>/transfer/: episodes.jsonl (the raw results,
+one line per episode), summary.json and report.md (derived from episodes.jsonl and rebuilt by
+``summarize``), manifest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from darla.act import load_policy
+from darla.artifacts import MANIFEST, atomic_write, file_hash, find_parent, read_json, run_dir, versions, write_json
+from darla.config import domain_settings, domains, plain, resolve_device, start_run
+from darla.evaluation import describe, random_act, run_episodes
+from darla.see import load_vision_model
+from darla.vec_env import make_vec_env
+
+
+def run(cfg: DictConfig) -> Path:
+    out = run_dir(cfg.runs_dir, cfg.name, "transfer")
+    device = resolve_device(cfg.device)
+    act_dir = find_parent(cfg.transfer.act_run, cfg.runs_dir, "act")
+    act_manifest = read_json(act_dir / MANIFEST)
+    if file_hash(act_dir / "policy.safetensors") != act_manifest["content_hash"]:
+        raise ValueError(f"{act_dir / 'policy.safetensors'} does not match the hash in its manifest; "
+                         f"the act run was changed after it finished")
+    encoder = None
+    if act_manifest["see_dir"]:
+        encoder, see_manifest = load_vision_model(Path(act_manifest["see_dir"]))
+        if see_manifest["content_hash"] != act_manifest["see_hash"]:
+            raise ValueError(f"the policy in {act_dir} was trained on the encoder with hash {act_manifest['see_hash']}, "
+                             f"but {act_manifest['see_dir']} now holds {see_manifest['content_hash']}")
+    evaluated = [("source", d) for d in domains(cfg, "source")] + [("target", d) for d in domains(cfg, "targets")]
+    settings = {"domains": domain_settings([d for _, d in evaluated]), "act_hash": act_manifest["content_hash"],
+                "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
+                "deterministic": cfg.act.deterministic}
+    if start_run(out, settings, cfg.overwrite):
+        print(f"[transfer] {out} is finished with these settings; nothing to do")
+        return out
+
+    t0 = time.perf_counter()
+    episodes_file = out / "episodes.jsonl"
+    lines = []
+    # One vector env for every domain: its workers switch domain when told (DomainMixture).
+    venv = make_vec_env([d for _, d in evaluated], min(cfg.num_envs, cfg.transfer.episodes), cfg.vec_env, None,
+                        encoder, device)
+    try:
+        agent, _ = load_policy(act_dir, venv, device)
+        players = {"policy": lambda obs: agent.predict(obs, deterministic=cfg.act.deterministic)[0]}
+        if cfg.transfer.random_policy:
+            players["random"] = random_act(venv, cfg.transfer.seed)
+        for role, domain in evaluated:
+            for player, act in players.items():
+                for e in run_episodes(venv, act, cfg.transfer.seed, cfg.transfer.episodes, domain=domain.name):
+                    lines.append({"domain": domain.name, "role": role, "policy": player, **e})
+            mean = np.mean([r["return"] for r in lines if r["domain"] == domain.name and r["policy"] == "policy"])
+            print(f"[transfer] {role} {domain.name}: mean return {mean:.3f}")
+    finally:
+        venv.close()
+    atomic_write(episodes_file, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in lines)))
+    summarize(out, act_manifest)
+    write_json(out / MANIFEST, {"stage": "transfer", "act_dir": str(act_dir), "act_hash": act_manifest["content_hash"],
+                                "vision_model": act_manifest["vision_model"], "agent": act_manifest["agent"]["name"],
+                                "seconds": time.perf_counter() - t0, "versions": versions(),
+                                "content_hash": file_hash(episodes_file)})
+    print(f"[transfer] done: {out}\n" + (out / "report.md").read_text())
+    return out
+
+
+def summarize(out: Path, act_manifest: dict | None = None) -> dict:
+    """Derive summary.json and report.md from episodes.jsonl (can be re-run at any time)."""
+    episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines() if line]
+    domains_in_order = list(dict.fromkeys(e["domain"] for e in episodes))
+    per_domain = {}
+    for name in domains_in_order:
+        rows = [e for e in episodes if e["domain"] == name]
+        per_domain[name] = {"role": rows[0]["role"],
+                            "policy": describe([e["return"] for e in rows if e["policy"] == "policy"])}
+        randoms = [e["return"] for e in rows if e["policy"] == "random"]
+        if randoms:
+            per_domain[name]["random"] = describe(randoms)
+    source = [e["return"] for e in episodes if e["role"] == "source" and e["policy"] == "policy"]
+    source_stats = describe(source)
+    for name, entry in per_domain.items():
+        entry["transfer_ratio"] = entry["policy"]["mean"] / source_stats["mean"] if source_stats["mean"] else float("nan")
+    targets = [e["return"] for e in episodes if e["role"] == "target" and e["policy"] == "policy"]
+    summary = {"source": source_stats, "target": describe(targets) if targets else None,
+               "transfer_ratio": (np.mean(targets) / source_stats["mean"]) if targets and source_stats["mean"] else None,
+               "domains": per_domain}
+    write_json(out / "summary.json", summary)
+
+    title = f"{act_manifest['vision_model']} + {act_manifest['agent']['name']}" if act_manifest else out.parent.name
+    rows = ["| domain | role | mean ± std | IQM | ratio to source | random policy |", "|---|---|---|---|---|---|"]
+    for name, entry in per_domain.items():
+        p, r = entry["policy"], entry.get("random")
+        random_mean = f"{r['mean']:.2f}" if r else "–"
+        rows.append(f"| {name} | {entry['role']} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | "
+                    f"{entry['transfer_ratio']:.2f} | {random_mean} |")
+    ratio = summary["transfer_ratio"]
+    report = (f"# Transfer report: {title}\n\n"
+              f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, {source_stats['episodes']} episodes); "
+              + (f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio:.3f}.\n\n" if targets else "\n\n")
+              + "\n".join(rows) + "\n")
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
+    return summary
+
+
+@hydra.main(config_path="../configs", config_name="transfer", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)

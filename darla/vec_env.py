@@ -1,0 +1,47 @@
+"""Vector environments over domains, for collection, training and evaluation."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
+
+from darla.latent_env import LatentObservation
+from envs.domains import Domain, DomainMixture
+
+
+class _MixtureFactory:
+    """Picklable env constructor for subprocess workers."""
+
+    def __init__(self, domains: Sequence[Domain]):
+        self.domains = list(domains)
+
+    def __call__(self) -> DomainMixture:
+        # Each worker is a fresh process: cap its torch threads so workers do not fight the
+        # learner for the cores, and let `envs` switch pyglet to headless EGL before Miniworld.
+        import torch
+
+        torch.set_num_threads(1)
+        return DomainMixture(self.domains)
+
+
+def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subprocess", seed: int | None = None,
+                 encoder: torch.nn.Module | None = None, device: torch.device | str = "cpu") -> VecEnv:
+    """``num_envs`` copies of a mixture of ``domains`` (each episode plays one at random).
+
+    ``kind="subprocess"`` runs each copy in its own forkserver process (fork hangs with OpenGL);
+    ``"dummy"`` runs them in this process. Episode returns are tracked by VecMonitor. With an
+    ``encoder``, observations are replaced by its frozen latent mean (see LatentObservation).
+    """
+    factories = [_MixtureFactory(domains) for _ in range(num_envs)]
+    if kind == "subprocess":
+        venv: VecEnv = SubprocVecEnv(factories, start_method="forkserver")
+    elif kind == "dummy":
+        venv = DummyVecEnv(factories)
+    else:
+        raise ValueError(f"vec_env={kind!r} is not known; expected 'subprocess' or 'dummy'")
+    if seed is not None:
+        venv.seed(seed)
+    venv = VecMonitor(venv)
+    return LatentObservation(venv, encoder, device) if encoder is not None else venv

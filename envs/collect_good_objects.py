@@ -1,0 +1,193 @@
+"""CollectGoodObjects: a Miniworld room after DMLab-30's rooms_collect_good_objects.
+
+The agent walks into coloured boxes: good ones give +1, bad ones −1, and each disappears when
+touched. Which colour is good depends on the object set (hat/can or cake/balloon, DARLA's
+pairings); the room's wall and floor textures are the room style. The episode ends when every
+good object is collected or at the step limit.
+
+Every appearance factor is a constructor argument with a fixed value (no Miniworld
+``domain_rand``, which would also randomise dynamics every step), so a domain is simply a set of
+keyword arguments and two domains differ exactly in the arguments they name.
+
+Sizes follow what was measured to be learnable from 64×64 frames on this project's machines
+(DESIGN.md §5): a 5×5 m room, 3 good + 3 bad boxes of 0.8 m, forward 0.4 m, turn 30°, 150 steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from gymnasium import spaces, utils
+
+from envs import headless  # noqa: F401  (must run before miniworld is imported)
+from miniworld.entity import Box
+from miniworld.miniworld import MiniWorldEnv
+from miniworld.params import DEFAULT_PARAMS
+
+# DMLab-30's objects, each a fixed colour (RGB 0-255); in each set the first is bad, the second good.
+OBJECT_SETS: dict[str, dict[str, tuple[int, int, int]]] = {
+    "hat_can": {"bad": (58, 31, 255), "good": (241, 255, 30)},  # hat −1, can +1
+    "cake_balloon": {"bad": (36, 255, 174), "good": (255, 12, 154)},  # cake −1, balloon +1
+}
+
+# Room styles: (wall texture, floor texture) from Miniworld's texture set.
+ROOM_STYLES: dict[str, tuple[str, str]] = {
+    "default": ("brick_wall", "asphalt"),
+    "alternative": ("wood", "concrete_tiles"),
+    # Styles reserved for target domains (walls/floors neither training pairing uses).
+    "concrete": ("concrete", "floor_tiles_bw"),
+    "cinder": ("cinder_blocks", "grass"),
+    "stucco": ("stucco", "wood_planks"),
+}
+
+# Factor vocabularies as integer codes, so frames and metrics can store them as arrays.
+OBJECT_SET_NAMES = list(OBJECT_SETS)
+ROOM_STYLE_NAMES = list(ROOM_STYLES)
+GOOD, BAD, DISTRACTOR = 1, -1, 0
+
+
+class ColouredBox(Box):
+    """A Box with an exact RGB colour (Miniworld's Box only knows its named palette)."""
+
+    def __init__(self, rgb: Sequence[float], kind: int, size: float):
+        super().__init__(color="grey", size=size)
+        self.rgb = np.asarray(rgb, dtype=np.float64) / 255.0
+        self.kind = kind
+
+    def randomize(self, params, rng):
+        self.color_vec = self.rgb
+
+
+def _choice(name: str, value: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"CollectGoodObjects: unknown {name} {value!r}; expected one of {list(options)}")
+    return value
+
+
+class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
+    """Collect the good objects, avoid the bad ones.
+
+    Actions: 0 turn left, 1 turn right, 2 move forward. Walking into an object collects it.
+    Observation: an RGB frame (obs_height, obs_width, 3) uint8.
+    ``info["factors"]`` carries the ground truth: object set, room style, agent pose, and for
+    every object its position, kind (+1 good, −1 bad, 0 distractor) and whether it was collected.
+    """
+
+    def __init__(
+        self,
+        object_set: str = "hat_can",
+        room_style: str = "default",
+        room_size: float = 5.0,
+        num_good: int = 3,
+        num_bad: int = 3,
+        object_size: float = 0.8,
+        num_distractors: int = 0,
+        distractor_rgb: Sequence[int] = (128, 128, 128),
+        max_episode_steps: int = 150,
+        forward_step: float = 0.4,
+        turn_step: float = 30.0,
+        light_intensity: float = 1.0,
+        light_rgb: Sequence[float] = (1.0, 1.0, 1.0),
+        sky_rgb: Sequence[float] = (0.25, 0.82, 1.0),
+        cam_height: float = 1.5,
+        cam_pitch: float = 0.0,
+        cam_fov_y: float = 60.0,
+        obs_width: int = 64,
+        obs_height: int = 64,
+        render_mode: str | None = None,
+    ):
+        self.object_set = _choice("object_set", object_set, OBJECT_SET_NAMES)
+        self.room_style = _choice("room_style", room_style, ROOM_STYLE_NAMES)
+        self.room_size = float(room_size)
+        self.num_good, self.num_bad = int(num_good), int(num_bad)
+        self.object_size = float(object_size)
+        self.num_distractors = int(num_distractors)
+        self.distractor_rgb = tuple(distractor_rgb)
+
+        # Every appearance and dynamics parameter fixed at its domain value: no randomisation.
+        params = DEFAULT_PARAMS.no_random()
+        base_light = np.array(DEFAULT_PARAMS.params["light_color"].default)
+        base_ambient = np.array(DEFAULT_PARAMS.params["light_ambient"].default)
+        tint = np.asarray(light_rgb, dtype=float)
+        params.set("light_color", list(np.clip(base_light * light_intensity * tint, 0, 1)))
+        params.set("light_ambient", list(np.clip(base_ambient * light_intensity * tint, 0, 1)))
+        params.set("sky_color", list(np.asarray(sky_rgb, dtype=float)))
+        params.set("forward_step", float(forward_step))
+        params.set("turn_step", float(turn_step))
+        params.set("cam_height", float(cam_height))
+        params.set("cam_pitch", float(cam_pitch))
+        params.set("cam_fov_y", float(cam_fov_y))
+
+        MiniWorldEnv.__init__(
+            self,
+            max_episode_steps=max_episode_steps,
+            obs_width=obs_width,
+            obs_height=obs_height,
+            params=params,
+            domain_rand=False,
+            render_mode=render_mode,
+        )
+        utils.EzPickle.__init__(
+            self, object_set, room_style, room_size, num_good, num_bad, object_size,
+            num_distractors, distractor_rgb, max_episode_steps, forward_step, turn_step,
+            light_intensity, light_rgb, sky_rgb, cam_height, cam_pitch, cam_fov_y,
+            obs_width, obs_height, render_mode,
+        )
+        self.action_space = spaces.Discrete(3)  # turn left, turn right, move forward
+
+    # -- world --------------------------------------------------------------------------------
+
+    def _gen_world(self):
+        wall, floor = ROOM_STYLES[self.room_style]
+        self.add_rect_room(0, self.room_size, 0, self.room_size, wall_tex=wall, floor_tex=floor,
+                           no_ceiling=True)
+        colours = OBJECT_SETS[self.object_set]
+        kinds = [GOOD] * self.num_good + [BAD] * self.num_bad + [DISTRACTOR] * self.num_distractors
+        for kind in kinds:
+            rgb = {GOOD: colours["good"], BAD: colours["bad"], DISTRACTOR: self.distractor_rgb}[kind]
+            self.place_entity(ColouredBox(rgb, kind, self.object_size))
+        self.objects: list[ColouredBox] = list(self.entities)
+        self.collected = np.zeros(len(self.objects), dtype=bool)
+        self.place_agent()
+
+    def _collect_ahead(self) -> float:
+        """Collect every good or bad object the forward move would bump into; return the reward."""
+        next_pos = self.agent.pos + self.agent.dir_vec * self.params.get_max("forward_step")
+        reward = 0.0
+        for i, obj in enumerate(self.objects):
+            if self.collected[i] or obj.kind == DISTRACTOR:
+                continue
+            if np.linalg.norm((obj.pos - next_pos)[[0, 2]]) < self.agent.radius + obj.radius:
+                self.collected[i] = True
+                self.entities.remove(obj)
+                reward += obj.kind
+        return reward
+
+    # -- gymnasium API ------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, _ = super().reset(seed=seed, options=options)
+        return obs, {"factors": self.factors()}
+
+    def step(self, action):
+        action = int(action)
+        reward = self._collect_ahead() if action == 2 else 0.0
+        obs, _, _, truncated, _ = super().step(action)
+        terminated = bool(all(self.collected[i] for i, o in enumerate(self.objects) if o.kind == GOOD))
+        # Miniworld's own step already counts steps and truncates at max_episode_steps.
+        return obs, reward, terminated, truncated and not terminated, {"factors": self.factors()}
+
+    def factors(self) -> dict[str, Any]:
+        """Ground-truth state of the scene as arrays (see class docstring)."""
+        return {
+            "object_set": OBJECT_SET_NAMES.index(self.object_set),
+            "room_style": ROOM_STYLE_NAMES.index(self.room_style),
+            "agent_x": float(self.agent.pos[0]),
+            "agent_z": float(self.agent.pos[2]),
+            "agent_dir": float(math.remainder(self.agent.dir, 2 * math.pi)),
+            "object_xz": np.array([[o.pos[0], o.pos[2]] for o in self.objects], dtype=np.float32),
+            "object_kind": np.array([o.kind for o in self.objects], dtype=np.int8),
+            "object_collected": self.collected.copy(),
+        }

@@ -1,0 +1,101 @@
+"""Domains: named environment settings, and environments built from them.
+
+A domain is data: a Gymnasium id and the keyword arguments that set its appearance and task.
+An experiment lists which domains the vision stage collects from, which the policy trains on
+(source) and which it is evaluated on zero-shot (targets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from envs import headless  # noqa: F401
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    env_id: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def make(self) -> gym.Env:
+        try:
+            return gym.make(self.env_id, disable_env_checker=True, **dict(self.kwargs))
+        except gym.error.Error as err:
+            raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r}: {err}") from err
+        except TypeError as err:
+            raise ValueError(f"domain {self.name!r}: bad keyword for {self.env_id!r}: {err}") from err
+
+
+def domains_from_config(env_id: str, common: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],
+                        names: Sequence[str], role: str) -> list[Domain]:
+    """Look up ``names`` in the domain table; each domain's kwargs are laid over ``common``."""
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise ValueError(f"{role} domains {missing} are not defined; defined domains: {sorted(table)}")
+    return [Domain(n, env_id, {**dict(common), **dict(table[n] or {})}) for n in names]
+
+
+class DomainMixture(gym.Env):
+    """One environment over several domains: each episode plays one of them.
+
+    By default every reset draws a domain uniformly at random, so a few vector-env workers see
+    all source domains in equal measure. ``reset(options={"domain": name})`` pins the mixture to
+    one domain for this and later resets (evaluation); ``{"domain": None}`` unpins it. Each
+    domain's environment is built the first time it is played and then kept.
+    ``info["domain"]`` names the domain in play.
+    """
+
+    def __init__(self, domains: Sequence[Domain]):
+        if not domains:
+            raise ValueError("DomainMixture needs at least one domain")
+        self.domains = {d.name: d for d in domains}
+        self.names = list(self.domains)
+        self.envs: dict[str, gym.Env] = {}
+        first = self._env(self.names[0])
+        self.observation_space, self.action_space = first.observation_space, first.action_space
+        self.metadata, self.render_mode = first.metadata, first.render_mode
+        self.active = self.names[0]
+        self.pinned: str | None = None
+
+    def _env(self, name: str) -> gym.Env:
+        if name not in self.envs:
+            env = self.domains[name].make()
+            if self.envs and (env.observation_space != self.observation_space or env.action_space != self.action_space):
+                raise ValueError(f"domain {name!r} has spaces {env.observation_space}, {env.action_space}; "
+                                 f"domain {self.names[0]!r} has {self.observation_space}, {self.action_space}")
+            self.envs[name] = env
+        return self.envs[name]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        if "domain" in options:
+            name = options.pop("domain")
+            if name is not None and name not in self.domains:
+                raise ValueError(f"domain {name!r} is not in this mixture; it holds {self.names}")
+            self.pinned = name
+        self.active = self.pinned or self.names[int(self.np_random.integers(len(self.names)))]
+        # Derive the domain's own seed from ours so a seeded mixture replays exactly.
+        obs, info = self._env(self.active).reset(seed=int(self.np_random.integers(2**31)), options=options or None)
+        return obs, {**info, "domain": self.active}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.envs[self.active].step(action)
+        return obs, reward, terminated, truncated, {**info, "domain": self.active}
+
+    def render(self):
+        return self.envs[self.active].render()
+
+    def close(self):
+        for env in self.envs.values():
+            env.close()
+
+
+def stack_factors(factors: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Stack per-frame ground-truth factor dicts into arrays (one row per frame)."""
+    return {key: np.stack([np.asarray(f[key]) for f in factors]) for key in factors[0]}

@@ -1,0 +1,61 @@
+"""Pictures of what a vision model learned, as uint8 RGB arrays (H, W, 3) ready to save.
+
+- reconstruction_grid: inputs above their reconstructions.
+- traversal_grid: one row per latent (most informative first, by KL to the prior), each row
+  decoding the code of a seed image with that one latent swept over a range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (N, H, W, 3) uint8."""
+    x = x.detach().clamp(0, 1).mul(255).round().byte().cpu()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def _tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
+    """Tile rows of images (each (N, H, W, 3)) into one picture with a white grid."""
+    n, h, w = rows[0].shape[:3]
+    out = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            out[y:y + h, x:x + w] = img
+    return out
+
+
+@torch.no_grad()
+def reconstruction_grid(model, images: torch.Tensor) -> np.ndarray:
+    model.eval()
+    return _tile([_to_uint8(images), _to_uint8(model.reconstruct(images))])
+
+
+@torch.no_grad()
+def traversal_frames(model, images: torch.Tensor, span: float = 2.5, steps: int = 9,
+                     max_dims: int | None = 10) -> tuple[list[np.ndarray], list[int]]:
+    """Decoded traversals: a list (one per latent, sorted by KL) of (steps, H, W, 3) frames.
+
+    The sweep is centred on the mean code of ``images[0]`` and spans ±span prior standard
+    deviations, the usual range for Gaussian latents with a unit prior.
+    """
+    model.eval()
+    order = torch.argsort(model.kl_per_dim(images), descending=True).tolist()[:max_dims]
+    base, _ = model.encode(images[:1])
+    values = torch.linspace(-span, span, steps, device=base.device)
+    rows = []
+    for d in order:
+        codes = base.repeat(steps, 1)
+        codes[:, d] = values
+        rows.append(_to_uint8(torch.sigmoid(model.decode(codes))))
+    return rows, order
+
+
+def traversal_grid(model, images: torch.Tensor, **kwargs) -> tuple[np.ndarray, list[int]]:
+    rows, order = traversal_frames(model, images, **kwargs)
+    return _tile(rows), order
