@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
 Act = Callable[[np.ndarray], np.ndarray]
@@ -27,7 +28,7 @@ def run_episodes(venv: VecEnv, act: Act, first_seed: int, episodes: int, domain:
         for start in range(0, episodes, n):
             count = min(n, episodes - start)
             torch.manual_seed(first_seed + start)
-            np.random.seed(first_seed + start)  # DQN's epsilon-greedy draws from numpy's global RNG
+            np.random.seed(first_seed + start)  # DQN's epsilon-greedy and random_act draw from it
             venv.seed(first_seed + start)  # SB3 gives env j the seed first_seed + start + j
             if domain is not None:
                 venv.set_options({"domain": domain})
@@ -46,11 +47,18 @@ def run_episodes(venv: VecEnv, act: Act, first_seed: int, episodes: int, domain:
     return sorted(records, key=lambda r: r["seed"])
 
 
-def random_act(venv: VecEnv, seed: int) -> Act:
-    """A uniformly random policy for ``venv``, seeded."""
+def random_act(venv: VecEnv) -> Act:
+    """A uniformly random policy over a Discrete or Box action space.
+
+    It draws from numpy's global RNG, which ``run_episodes`` seeds per batch, so a random
+    policy plays the same actions on every domain given the same seeds.
+    """
     space = venv.action_space
-    space.seed(seed)
-    return lambda obs: np.stack([space.sample() for _ in range(len(obs))])
+    if isinstance(space, spaces.Discrete):
+        return lambda obs: space.start + np.random.randint(space.n, size=len(obs))
+    if isinstance(space, spaces.Box):
+        return lambda obs: np.random.uniform(space.low, space.high, size=(len(obs), *space.shape)).astype(space.dtype)
+    raise ValueError(f"no random policy for action space {space}; expected Discrete or Box")
 
 
 def interquartile_mean(values: Sequence[float]) -> float:

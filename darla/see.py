@@ -42,7 +42,8 @@ def collect_frames(vision_domains: list[Domain], n_frames: int, num_envs: int, v
     names = [d.name for d in vision_domains]
     venv.action_space.seed(seed)
     frames, domain_ids, factors = [], [], []
-    obs, infos = venv.reset(), list(venv.reset_infos)
+    obs = venv.reset()
+    infos = list(venv.unwrapped.reset_infos)
     try:
         while len(frames) < n_frames:
             for frame, info in zip(obs, infos):
@@ -52,7 +53,7 @@ def collect_frames(vision_domains: list[Domain], n_frames: int, num_envs: int, v
             actions = np.stack([venv.action_space.sample() for _ in range(num_envs)])
             obs, _, dones, step_infos = venv.step(actions)
             # A finished episode's env was reset: the new frame belongs with its reset info.
-            infos = [venv.reset_infos[i] if done else step_infos[i] for i, done in enumerate(dones)]
+            infos = [venv.unwrapped.reset_infos[i] if done else step_infos[i] for i, done in enumerate(dones)]
     finally:
         venv.close()
     data = {"frames": np.stack(frames[:n_frames]), "domain": np.array(domain_ids[:n_frames], np.int16)}

@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> Path:
         agent, _ = load_policy(act_dir, venv, device)
         players = {"policy": lambda obs: agent.predict(obs, deterministic=cfg.act.deterministic)[0]}
         if cfg.transfer.random_policy:
-            players["random"] = random_act(venv, cfg.transfer.seed)
+            players["random"] = random_act(venv)
         for role, domain in evaluated:
             for player, act in players.items():
                 for e in run_episodes(venv, act, cfg.transfer.seed, cfg.transfer.episodes, domain=domain.name):

@@ -61,9 +61,9 @@ def train_vision(
         idx = torch.randint(len(frames), (batch_size,), generator=sampler).numpy()
         batch = frames_to_tensor(frames[idx], device)
         total, terms = model.loss(batch, step)
-        if not math.isfinite(float(total)):
+        if not math.isfinite(total.item()):
             bar.close()
-            raise NonFiniteLoss(f"[{label}] loss became {float(total)} at step {step} ({terms}); "
+            raise NonFiniteLoss(f"[{label}] loss became {total.item()} at step {step} ({terms}); "
                                 f"stopped, the last good checkpoint {checkpoint} is kept")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
