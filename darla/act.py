@@ -25,8 +25,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.artifacts import (MANIFEST, atomic_write, check_parent, file_hash, find_parent, load_state, load_weights,
-                             read_json, run_dir, save_state, save_weights, versions, write_json)
+from darla.artifacts import (MANIFEST, check_parent, file_hash, find_parent, load_state, load_weights, read_json,
+                             run_dir, save_npz, save_state, save_weights, versions, write_json, write_jsonl)
 from darla.config import domain_settings, domains, plain, resolve_device, start_run
 from darla.evaluation import describe, run_episodes
 from darla.see import load_vision_model
@@ -102,8 +102,7 @@ class SourceEvaluation(BaseCallback):
             buffer = agent.replay_buffer
             arrays = {k: getattr(buffer, k) for k in ("observations", "next_observations", "actions", "rewards",
                                                       "dones", "timeouts") if getattr(buffer, k, None) is not None}
-            atomic_write(self.out / "checkpoint" / "replay_buffer.npz",
-                         lambda tmp: np.savez(open(tmp, "wb"), pos=buffer.pos, full=buffer.full, **arrays))
+            save_npz(self.out / "checkpoint" / "replay_buffer.npz", pos=buffer.pos, full=buffer.full, **arrays)
         save_state(self.checkpoint, state)
 
     def restore(self, agent: BaseAlgorithm) -> None:
@@ -146,8 +145,7 @@ class SourceEvaluation(BaseCallback):
         if source_mean > self.best:
             self.best = source_mean
             save_weights(self.out / "policy.safetensors", agent.policy)
-        atomic_write(self.out / "eval.jsonl",
-                     lambda tmp: tmp.write_text("".join(_json_line(h) for h in self.history)))
+        write_jsonl(self.out / "eval.jsonl", self.history)
 
     def evaluate_and_checkpoint(self) -> None:
         self.evaluate()
@@ -158,12 +156,6 @@ class SourceEvaluation(BaseCallback):
         if self.num_timesteps >= self.next_eval:
             self.evaluate_and_checkpoint()
         return True
-
-
-def _json_line(record: dict) -> str:
-    import json
-
-    return json.dumps(record) + "\n"
 
 
 def run(cfg: DictConfig) -> Path:

@@ -42,6 +42,23 @@ def write_json(path: Path, data: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n"))
 
 
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """One JSON object per line (raw per-episode and per-evaluation results)."""
+    return atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in records)))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """Arrays in an uncompressed .npz (read back with allow_pickle=False)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return atomic_write(path, write)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())

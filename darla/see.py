@@ -25,8 +25,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from darla import images
-from darla.artifacts import (MANIFEST, atomic_write, file_hash, load_weights, read_json, run_dir, save_weights,
-                             versions, write_json)
+from darla.artifacts import (MANIFEST, file_hash, load_weights, read_json, run_dir, save_npz, save_weights, versions,
+                             write_json)
 from darla.config import domain_settings, domains, plain, resolve_device, start_run
 from darla.latent_env import frames_to_tensor
 from darla.vec_env import make_vec_env
@@ -69,9 +69,17 @@ def build_model(vision_model_cfg, dae: torch.nn.Module | None = None) -> torch.n
     return instantiate(vision_model_cfg.model)
 
 
+def weights_hash(see_dir: Path) -> str:
+    """Content hash of a see run: its DAE (if any) and vision model weights."""
+    return file_hash(*[see_dir / f for f in ("dae.safetensors", "vision_model.safetensors") if (see_dir / f).exists()])
+
+
 def load_vision_model(see_dir: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained vision model from its see run: config from the manifest, weights from safetensors."""
     manifest = read_json(see_dir / MANIFEST)
+    if weights_hash(see_dir) != manifest["content_hash"]:
+        raise ValueError(f"the weights in {see_dir} do not match the content hash in its {MANIFEST}; "
+                         f"they were changed after the see run finished (run see again, or restore them)")
     vm = DictConfig(manifest["vision_model"])
     dae = None
     if vm.needs_dae:
@@ -104,7 +112,7 @@ def run(cfg: DictConfig) -> Path:
         data = collect_frames(vision_domains, cfg.see.frames, cfg.num_envs, cfg.vec_env, cfg.seed)
         timings["collect_s"] = time.perf_counter() - t0
         print(f"[see] collected {len(data['frames'])} frames in {timings['collect_s']:.1f}s")
-        atomic_write(frames_path, lambda tmp: np.savez(open(tmp, "wb"), **data))
+        save_npz(frames_path, **data)
     data = dict(np.load(frames_path, allow_pickle=False))
     frames = data["frames"]
     input_shape = [frames.shape[3], frames.shape[1], frames.shape[2]]
@@ -149,7 +157,7 @@ def run(cfg: DictConfig) -> Path:
         "frames": int(len(frames)),
         "timings": timings,
         "versions": versions(),
-        "content_hash": file_hash(*[out / f for f in ("dae.safetensors", "vision_model.safetensors") if (out / f).exists()]),
+        "content_hash": weights_hash(out),
     }
     write_json(out / MANIFEST, manifest)
     print(f"[see] done: {out}")

@@ -9,7 +9,6 @@ one line per episode), summary.json and report.md (derived from episodes.jsonl a
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from darla.act import load_policy
-from darla.artifacts import MANIFEST, atomic_write, file_hash, find_parent, read_json, run_dir, versions, write_json
+from darla.artifacts import (MANIFEST, atomic_write, file_hash, find_parent, read_json, read_jsonl, run_dir, versions,
+                             write_json, write_jsonl)
 from darla.config import domain_settings, domains, plain, resolve_device, start_run
 from darla.evaluation import describe, random_act, run_episodes
 from darla.see import load_vision_model
@@ -66,7 +66,7 @@ def run(cfg: DictConfig) -> Path:
             print(f"[transfer] {role} {domain.name}: mean return {mean:.3f}")
     finally:
         venv.close()
-    atomic_write(episodes_file, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in lines)))
+    write_jsonl(episodes_file, lines)
     summarize(out, act_manifest)
     write_json(out / MANIFEST, {"stage": "transfer", "act_dir": str(act_dir), "act_hash": act_manifest["content_hash"],
                                 "vision_model": act_manifest["vision_model"], "agent": act_manifest["agent"]["name"],
@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> Path:
 
 def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     """Derive summary.json and report.md from episodes.jsonl (can be re-run at any time)."""
-    episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines() if line]
+    episodes = read_jsonl(out / "episodes.jsonl")
     domains_in_order = list(dict.fromkeys(e["domain"] for e in episodes))
     per_domain = {}
     for name in domains_in_order:
