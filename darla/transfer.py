@@ -106,9 +106,10 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
         rows.append(f"| {name} | {entry['role']} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | "
                     f"{entry['transfer_ratio']:.2f} | {random_mean} |")
     ratio = summary["transfer_ratio"]
+    ratio_text = f"{ratio:.3f}" if ratio is not None else "undefined (source mean return is 0)"
     report = (f"# Transfer report: {title}\n\n"
               f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, {source_stats['episodes']} episodes); "
-              + (f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio:.3f}.\n\n" if targets else "\n\n")
+              + (f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio_text}.\n\n" if targets else "\n\n")
               + "\n".join(rows) + "\n")
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     return summary

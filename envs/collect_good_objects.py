@@ -15,6 +15,8 @@ Sizes follow what was measured to be learnable from 64×64 frames on this projec
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from typing import Any, Sequence
 
@@ -120,15 +122,22 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         params.set("cam_pitch", float(cam_pitch))
         params.set("cam_fov_y", float(cam_fov_y))
 
-        MiniWorldEnv.__init__(
-            self,
-            max_episode_steps=max_episode_steps,
-            obs_width=obs_width,
-            obs_height=obs_height,
-            params=params,
-            domain_rand=False,
-            render_mode=render_mode,
-        )
+        # Miniworld prints a line per frame buffer when the GL driver offers fewer multisamples than
+        # it asks for (Mesa's llvmpipe); across workers and domains that is dozens of lines of noise.
+        with contextlib.redirect_stdout(io.StringIO()):
+            MiniWorldEnv.__init__(
+                self,
+                max_episode_steps=max_episode_steps,
+                obs_width=obs_width,
+                obs_height=obs_height,
+                # The human-view frame buffer (800x600, 16 samples) costs ~30 MB per env; only
+                # allocate it full size when something will render.
+                window_width=800 if render_mode else 64,
+                window_height=600 if render_mode else 64,
+                params=params,
+                domain_rand=False,
+                render_mode=render_mode,
+            )
         utils.EzPickle.__init__(
             self, object_set, room_style, room_size, num_good, num_bad, object_size,
             num_distractors, distractor_rgb, max_episode_steps, forward_step, turn_step,
@@ -144,13 +153,15 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         self.add_rect_room(0, self.room_size, 0, self.room_size, wall_tex=wall, floor_tex=floor,
                            no_ceiling=True)
         colours = OBJECT_SETS[self.object_set]
-        kinds = [GOOD] * self.num_good + [BAD] * self.num_bad + [DISTRACTOR] * self.num_distractors
-        for kind in kinds:
-            rgb = {GOOD: colours["good"], BAD: colours["bad"], DISTRACTOR: self.distractor_rgb}[kind]
-            self.place_entity(ColouredBox(rgb, kind, self.object_size))
-        self.objects: list[ColouredBox] = list(self.entities)
-        self.collected = np.zeros(len(self.objects), dtype=bool)
+        for kind in [GOOD] * self.num_good + [BAD] * self.num_bad:
+            self.place_entity(ColouredBox(colours["good" if kind == GOOD else "bad"], kind, self.object_size))
+        # The agent is placed before any distractor, so a domain that adds distractors keeps the
+        # objects and agent pose of the same seed without them (domains differ only in what they name).
         self.place_agent()
+        for _ in range(self.num_distractors):
+            self.place_entity(ColouredBox(self.distractor_rgb, DISTRACTOR, self.object_size))
+        self.objects: list[ColouredBox] = [e for e in self.entities if e is not self.agent]
+        self.collected = np.zeros(len(self.objects), dtype=bool)
 
     def _collect_ahead(self) -> float:
         """Collect every good or bad object the forward move would bump into; return the reward."""
