@@ -77,8 +77,12 @@ def weights_hash(see_dir: Path) -> str:
 def load_vision_model(see_dir: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained vision model from its see run: config from the manifest, weights from safetensors."""
     manifest = read_json(see_dir / MANIFEST)
+    files = [see_dir / f for f in (["dae.safetensors"] if manifest.get("dae") else []) + ["vision_model.safetensors"]]
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"{f} does not exist; the see run {see_dir} is incomplete (run see again)")
     if weights_hash(see_dir) != manifest["content_hash"]:
-        raise ValueError(f"the weights in {see_dir} do not match the content hash in its {MANIFEST}; "
+        raise ValueError(f"{' and '.join(str(f) for f in files)} do not match the content hash in {see_dir / MANIFEST}; "
                          f"they were changed after the see run finished (run see again, or restore them)")
     vm = DictConfig(manifest["vision_model"])
     dae = None
@@ -98,10 +102,10 @@ def run(cfg: DictConfig) -> Path:
     vision_domains = domains(cfg, "vision")
     settings = {"vision_domains": domain_settings(vision_domains), "see": plain(cfg.see), "seed": cfg.seed,
                 "num_envs": cfg.num_envs, "vision_model": plain(vm), "dae": plain(cfg.dae) if vm.needs_dae else None}
+    device = resolve_device(cfg.device)
     if start_run(out, settings, cfg.overwrite):
         print(f"[see] {out} is finished with these settings; nothing to do")
         return out
-    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     timings = {}
 

@@ -91,7 +91,7 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     source = [e["return"] for e in episodes if e["role"] == "source" and e["policy"] == "policy"]
     source_stats = describe(source)
     for name, entry in per_domain.items():
-        entry["transfer_ratio"] = entry["policy"]["mean"] / source_stats["mean"] if source_stats["mean"] else float("nan")
+        entry["transfer_ratio"] = entry["policy"]["mean"] / source_stats["mean"] if source_stats["mean"] else None
     targets = [e["return"] for e in episodes if e["role"] == "target" and e["policy"] == "policy"]
     summary = {"source": source_stats, "target": describe(targets) if targets else None,
                "transfer_ratio": (np.mean(targets) / source_stats["mean"]) if targets and source_stats["mean"] else None,
@@ -103,8 +103,9 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     for name, entry in per_domain.items():
         p, r = entry["policy"], entry.get("random")
         random_mean = f"{r['mean']:.2f}" if r else "–"
+        ratio = f"{entry['transfer_ratio']:.2f}" if entry["transfer_ratio"] is not None else "–"
         rows.append(f"| {name} | {entry['role']} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | "
-                    f"{entry['transfer_ratio']:.2f} | {random_mean} |")
+                    f"{ratio} | {random_mean} |")
     ratio = summary["transfer_ratio"]
     ratio_text = f"{ratio:.3f}" if ratio is not None else "undefined (source mean return is 0)"
     report = (f"# Transfer report: {title}\n\n"

@@ -2,6 +2,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import compose_cfg
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -185,9 +186,9 @@ def test_other_channel_counts_work():
 
 @pytest.mark.parametrize("name", ["beta_vae_dae", "beta_vae", "vae", "dae"])
 def test_configs_instantiate(name):
-    cfg = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
+    # Composed as the stages compose it: dae.yaml reads the top-level `dae:` settings.
+    cfg = compose_cfg("see", [f"vision_model={name}", "vision_model.model.latent_dim=10"]).vision_model
     assert cfg.name == name
     assert {"steps", "batch_size", "lr"} <= set(cfg.train) and isinstance(cfg.train.lr, float)
-    cfg.model.latent_dim = 10  # as a command-line override vision_model.model.latent_dim=10 would
     model = instantiate(cfg.model, dae=make_dae()) if cfg.needs_dae else instantiate(cfg.model)
     assert isinstance(model, VisionModel) and model.latent_dim == 10 and model.input_shape == SHAPE

@@ -1,0 +1,101 @@
+"""Shared helpers and fixtures: running the CLI, composing configs in-process, one quick pipeline run.
+
+Everything a test writes goes under pytest's tmp_path (runs_dir=<tmp>/runs); nothing touches the
+repository's own runs/ directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # the suite shares 2 cores with subprocess workers and other runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The quick pipeline evaluates three target domains instead of all nineteen: one per kind of shift
+# (the held-out pairing, a camera shift, added distractors) keeps the transfer stage well under a minute.
+QUICK_TARGETS = "env.targets=[heldout_pairing,cam_fov_40,distractors]"
+QUICK_NAME = "quick_beta_vae_dae"  # experiment=quick names runs quick_${vision_model.name}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m darla.stage ARGS`` in a fresh interpreter, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "darla.stage", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout + proc.stderr
+
+
+def check_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def compose_cfg(stage: str, overrides: list[str]):
+    """The config a stage's Hydra entry point would get for these overrides (without running Hydra's job)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("configs", version_base="1.3"):
+        return compose(config_name=stage, overrides=overrides)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``root``: content hash and modification time (to see that nothing was rewritten)."""
+    return {str(p.relative_to(root)): (sha256(p), p.stat().st_mtime_ns)
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+@dataclass
+class QuickRun:
+    root: Path  # the working directory the CLI ran in
+    runs: Path  # runs_dir
+    run: Path  # runs_dir / QUICK_NAME
+    args: tuple[str, ...]
+    proc: subprocess.CompletedProcess
+
+    @property
+    def see(self) -> Path:
+        return self.run / "see"
+
+    @property
+    def act(self) -> Path:
+        return self.run / "act"
+
+    @property
+    def transfer(self) -> Path:
+        return self.run / "transfer"
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory) -> QuickRun:
+    """``python -m darla.stage all experiment=quick`` once per session, with the default subprocess workers.
+
+    Tests that only read its results share it; tests that change files work on a copy (copy_run).
+    """
+    root = tmp_path_factory.mktemp("quick")
+    runs = root / "runs"
+    args = ("all", "experiment=quick", f"runs_dir={runs}", QUICK_TARGETS)
+    proc = check_ok(run_cli(*args, cwd=root, timeout=900))
+    return QuickRun(root, runs, runs / QUICK_NAME, args, proc)
+
+
+def copy_run(quick: QuickRun, runs: Path, name: str, stages=("see", "act")) -> Path:
+    """Copy stages of the shared quick run to ``runs/<name>`` so a test may change or break them."""
+    for stage in stages:
+        shutil.copytree(quick.run / stage, runs / name / stage)
+    return runs / name
