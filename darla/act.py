@@ -161,6 +161,7 @@ class SourceEvaluation(BaseCallback):
 def run(cfg: DictConfig) -> Path:
     out = run_dir(cfg.runs_dir, cfg.name, "act")
     device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.policy_threads)
     source: list[Domain] = domains(cfg, "source")
     encoder, see_dir, see_manifest = load_encoder(cfg)
     if see_manifest is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hydra
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from darla.act import load_policy
@@ -28,6 +29,7 @@ from darla.vec_env import make_vec_env
 def run(cfg: DictConfig) -> Path:
     out = run_dir(cfg.runs_dir, cfg.name, "transfer")
     device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.policy_threads)
     act_dir = find_parent(cfg.transfer.act_run, cfg.runs_dir, "act")
     act_manifest = read_json(act_dir / MANIFEST)
     if file_hash(act_dir / "policy.safetensors") != act_manifest["content_hash"]:
