@@ -179,6 +179,9 @@ def write_diagnostics(model, data: dict, domain_names: list[str], out: Path, dev
             rows.append(reconstruction_grid(model, frames_to_tensor(data["frames"][pick], device)))
     images.save_png(out / "reconstructions.png", np.concatenate(rows, axis=0), labels=domain_names)
     sample = frames_to_tensor(data["frames"][rng.choice(len(data["frames"]), size=min(512, len(data["frames"])), replace=False)], device)
+    # Traversals start from the sample's first frame: make it the busiest one (most pixel variance),
+    # so the sweep shows objects and sky rather than a close-up of a wall.
+    sample = sample[torch.argsort(sample.flatten(1).std(1), descending=True)]
     grid, order = traversal_grid(model, sample)
     images.save_png(out / "traversals.png", grid)
     frames, _ = traversal_frames(model, sample, steps=17)

@@ -3,6 +3,10 @@
 - reconstruction_grid: inputs above their reconstructions.
 - traversal_grid: one row per latent (most informative first, by KL to the prior), each row
   decoding the code of a seed image with that one latent swept over a range.
+
+Models trained through a frozen DAE (β-VAE_DAE) are only asked to match J(x̂) to J(x), so their
+decoder output x̂ may look nothing like x wherever the DAE does not look; their pictures also
+show x̂ as the DAE sees it (its reconstruction of x̂), which is what the loss shaped.
 """
 
 from __future__ import annotations
@@ -30,10 +34,19 @@ def _tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     return out
 
 
+def _through_dae(model, pixels: torch.Tensor) -> torch.Tensor:
+    dae = getattr(model, "dae", None)
+    return dae.reconstruct(pixels) if dae is not None else pixels
+
+
 @torch.no_grad()
 def reconstruction_grid(model, images: torch.Tensor) -> np.ndarray:
+    """Rows: inputs, reconstructions and, for models with a DAE, those as the DAE sees them."""
     model.eval()
-    return _tile([_to_uint8(images), _to_uint8(model.reconstruct(images))])
+    rows = [images, model.reconstruct(images)]
+    if getattr(model, "dae", None) is not None:
+        rows.append(_through_dae(model, rows[1]))
+    return _tile([_to_uint8(r) for r in rows])
 
 
 @torch.no_grad()
@@ -42,7 +55,8 @@ def traversal_frames(model, images: torch.Tensor, span: float = 2.5, steps: int 
     """Decoded traversals: a list (one per latent, sorted by KL) of (steps, H, W, 3) frames.
 
     The sweep is centred on the mean code of ``images[0]`` and spans ±span prior standard
-    deviations, the usual range for Gaussian latents with a unit prior.
+    deviations, the usual range for Gaussian latents with a unit prior. Models with a DAE are
+    shown through it (see the module docstring).
     """
     model.eval()
     order = torch.argsort(model.kl_per_dim(images), descending=True).tolist()[:max_dims]
@@ -52,7 +66,7 @@ def traversal_frames(model, images: torch.Tensor, span: float = 2.5, steps: int 
     for d in order:
         codes = base.repeat(steps, 1)
         codes[:, d] = values
-        rows.append(_to_uint8(torch.sigmoid(model.decode(codes))))
+        rows.append(_to_uint8(_through_dae(model, torch.sigmoid(model.decode(codes)))))
     return rows, order
 
 
