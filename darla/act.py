@@ -148,6 +148,13 @@ class SourceEvaluation(BaseCallback):
         write_jsonl(self.out / "eval.jsonl", self.history)
 
     def evaluate_and_checkpoint(self) -> None:
+        # SB3 does not stop on a diverged loss; stop here, before a NaN policy can overwrite the
+        # best policy or the last good checkpoint.
+        bad = [name for name, p in self.model.policy.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise FloatingPointError(f"[act] policy parameters {bad[:3]} became non-finite by step "
+                                     f"{self.model.num_timesteps}; stopped, the last good checkpoint "
+                                     f"{self.checkpoint} is kept")
         self.evaluate()
         self.next_eval = self.model.num_timesteps + self.eval_every
         self.save_checkpoint()

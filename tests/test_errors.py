@@ -169,3 +169,26 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path):
     assert proc.returncode != 0
     assert "device='cuda' was asked for but torch sees no CUDA device; use device=cpu or auto" in output(proc)
     assert not (tmp_path / "runs" / "quick_pixels" / "act" / "config.json").exists()
+
+
+def test_diverged_policy_stops_act_and_keeps_the_last_checkpoint(tmp_path):
+    from darla.config import domains
+    from darla.vec_env import make_vec_env
+
+    cfg = compose_cfg("act", ["experiment=quick", "vec_env=dummy"])
+    source = domains(cfg, "source")[:1]
+    encoder = BetaVAE(latent_dim=4).eval()
+    venv = make_vec_env(source, 2, "dummy", 0, encoder)
+    try:
+        agent = act.build_agent(cfg.agent, venv, 0, torch.device("cpu"), pixels=False)
+        evaluation = act.SourceEvaluation(tmp_path, venv, [source[0].name], eval_every=512, episodes=1,
+                                          deterministic=True)
+        evaluation.init_callback(agent)
+        agent.num_timesteps = 1024
+        with torch.no_grad():
+            next(agent.policy.parameters()).fill_(float("nan"))
+        with pytest.raises(FloatingPointError, match=r"non-finite by step 1024"):
+            evaluation.evaluate_and_checkpoint()
+        assert not evaluation.checkpoint.exists() and not (tmp_path / "policy.safetensors").exists()
+    finally:
+        venv.close()
