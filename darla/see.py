@@ -14,7 +14,6 @@ continues when the same command is run again.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

@@ -1,18 +1,15 @@
 import math
-from pathlib import Path
 
 import pytest
 from conftest import compose_cfg
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from vision_models import BetaVAE, BetaVAEDAE, DenoisingAutoencoder, VisionModel, mask_rectangle
 from vision_models.base import bernoulli_reconstruction, gaussian_kl
 
 torch.set_num_threads(1)  # small convs gain little from more; other suites share the 2 cores
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "vision_model"
 SHAPE = (3, 64, 64)
 
 
