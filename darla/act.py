@@ -84,7 +84,7 @@ class SourceEvaluation(BaseCallback):
         self.out, self.eval_env, self.domain_names = out, eval_env, domain_names
         self.eval_every, self.episodes, self.deterministic = eval_every, episodes, deterministic
         self.history: list[dict] = []
-        self.best = -np.inf
+        self.best = {"timesteps": 0, "mean": -np.inf}  # best source mean return so far, and when
         self.next_eval = eval_every
 
     # -- checkpoint ---------------------------------------------------------------------------
@@ -115,7 +115,8 @@ class SourceEvaluation(BaseCallback):
         agent.num_timesteps = int(state["num_timesteps"])
         if hasattr(agent, "_n_calls"):
             agent._n_calls = int(state["n_calls"])
-        self.history, self.best, self.next_eval = list(state["history"]), float(state["best"]), int(state["next_eval"])
+        self.history, self.next_eval = list(state["history"]), int(state["next_eval"])
+        self.best = {"timesteps": int(state["best"]["timesteps"]), "mean": float(state["best"]["mean"])}
         buffer_file = self.out / "checkpoint" / "replay_buffer.npz"
         if isinstance(agent, DQN) and buffer_file.exists():
             with np.load(buffer_file, allow_pickle=False) as saved:
@@ -142,8 +143,8 @@ class SourceEvaluation(BaseCallback):
         self.logger.record("eval/source_mean_return", source_mean)
         print(f"[act] {agent.num_timesteps} steps: source mean return {source_mean:.3f} "
               + " ".join(f"{k}={v:.2f}" for k, v in means.items()))
-        if source_mean > self.best:
-            self.best = source_mean
+        if source_mean > self.best["mean"]:
+            self.best = {"timesteps": agent.num_timesteps, "mean": source_mean}
             save_weights(self.out / "policy.safetensors", agent.policy)
         write_jsonl(self.out / "eval.jsonl", self.history)
 
@@ -200,7 +201,7 @@ def run(cfg: DictConfig) -> Path:
         train_env.close()
         eval_env.close()
 
-    best = max(_source_means(evaluation.history), key=lambda r: r["mean"])
+    best = evaluation.best
     manifest = {
         "stage": "act",
         "agent": plain(cfg.agent),
@@ -222,22 +223,24 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-def _source_means(history: list[dict]) -> list[dict]:
-    by_step: dict[int, list[float]] = {}
-    for h in history:
-        by_step.setdefault(h["timesteps"], []).append(h["mean"])
-    return [{"timesteps": t, "mean": float(np.mean(v))} for t, v in by_step.items()]
-
-
-def load_policy(act_dir: Path, env: VecEnv, device: torch.device) -> tuple[BaseAlgorithm, dict]:
-    """Rebuild the trained agent from its act run: config from the manifest, parameters from safetensors."""
+def read_act_run(act_dir: Path) -> dict:
+    """The manifest of a finished act run, after checking its policy file against the manifest's hash."""
     manifest = read_json(act_dir / MANIFEST)
+    if file_hash(act_dir / "policy.safetensors") != manifest["content_hash"]:
+        raise ValueError(f"{act_dir / 'policy.safetensors'} does not match the hash in its manifest; "
+                         f"the act run was changed after it finished")
+    return manifest
+
+
+def load_policy(act_dir: Path, manifest: dict, env: VecEnv, device: torch.device) -> BaseAlgorithm:
+    """Rebuild the trained agent from its act run: config from the manifest (see read_act_run),
+    parameters from safetensors."""
     check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape)})
     agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device,
                         pixels=manifest["policy"] == "CnnPolicy")
     load_weights(act_dir / "policy.safetensors", agent.policy)
     agent.policy.set_training_mode(False)
-    return agent, manifest
+    return agent
 
 
 @hydra.main(config_path="../configs", config_name="act", version_base="1.3")

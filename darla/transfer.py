@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from darla.act import load_policy
-from darla.artifacts import (MANIFEST, atomic_write, file_hash, find_parent, read_json, read_jsonl, run_dir, versions,
+from darla.act import load_policy, read_act_run
+from darla.artifacts import (MANIFEST, atomic_write, file_hash, find_parent, read_jsonl, run_dir, versions,
                              write_json, write_jsonl)
 from darla.config import domain_settings, domains, plain, resolve_device, start_run
 from darla.evaluation import describe, random_act, run_episodes
@@ -31,10 +31,7 @@ def run(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.policy_threads)
     act_dir = find_parent(cfg.transfer.act_run, cfg.runs_dir, "act")
-    act_manifest = read_json(act_dir / MANIFEST)
-    if file_hash(act_dir / "policy.safetensors") != act_manifest["content_hash"]:
-        raise ValueError(f"{act_dir / 'policy.safetensors'} does not match the hash in its manifest; "
-                         f"the act run was changed after it finished")
+    act_manifest = read_act_run(act_dir)
     encoder = None
     if act_manifest["see_dir"]:
         encoder, see_manifest = load_vision_model(Path(act_manifest["see_dir"]))
@@ -56,7 +53,7 @@ def run(cfg: DictConfig) -> Path:
     venv = make_vec_env([d for _, d in evaluated], min(cfg.num_envs, cfg.transfer.episodes), cfg.vec_env, None,
                         encoder, device)
     try:
-        agent, _ = load_policy(act_dir, venv, device)
+        agent = load_policy(act_dir, act_manifest, venv, device)
         players = {"policy": lambda obs: agent.predict(obs, deterministic=cfg.act.deterministic)[0]}
         if cfg.transfer.random_policy:
             players["random"] = random_act(venv)
