@@ -43,6 +43,7 @@ from omegaconf import DictConfig  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
 
 from darla.act import build_agent  # noqa: E402
+from darla.policy_inputs import PolicyInput  # noqa: E402
 from darla.config import domains, resolve_device  # noqa: E402
 from darla.latent_env import LatentObservation  # noqa: E402
 from darla.see import build_model, collect_frames  # noqa: E402
@@ -268,8 +269,8 @@ def main() -> None:
     encoded_env = LatentObservation(raw_env, build_vision_model(act_cfg), device)
     # The act stage runs its encoder and policy with cfg.policy_threads torch threads.
     torch.set_num_threads(args.torch_threads or act_cfg.policy_threads)
-    latent_agent = build_agent(act_cfg.agent, encoded_env, act_cfg.seed, device, pixels=False)
-    pixel_agent = build_agent(act_cfg.agent, raw_env, act_cfg.seed, device, pixels=True)
+    latent_agent = build_agent(act_cfg.agent, encoded_env, act_cfg.seed, device, PolicyInput("latents"))
+    pixel_agent = build_agent(act_cfg.agent, raw_env, act_cfg.seed, device, PolicyInput("pixels"))
     # The machine's speed drifts (a shared VM): measure a-d in alternating rounds, so each ratio
     # compares figures taken minutes apart at most, and report medians over rounds.
     rates: dict[str, list[float]] = {"raw": [], "encoded": [], "act": [], "pixels": []}

@@ -1,9 +1,10 @@
 """Stage 2, act: train a Stable-Baselines3 agent on the frozen latents, in the source domains.
 
 The vision model from the see run is loaded frozen; every step's observations are encoded
-in one batch and the policy (MlpPolicy) sees the latent means. With vision_model=pixels the
-same agent learns end to end from frames with SB3's CnnPolicy, the baseline DARLA is measured
-against. The agent is evaluated periodically on each source domain (logged under its own
+in one batch and the policy (MlpPolicy) sees the latent means. The baselines read something else
+(darla/policy_inputs.py): vision_model=pixels learns end to end from frames with SB3's CnnPolicy,
+darla_ft trains the see run's encoder on with the policy, oracle reads the env's true task state.
+The agent is evaluated periodically on each source domain (logged under its own
 name); the best policy, chosen on source domains only, is kept.
 
 Outputs in runs/<name>/act/: policy.safetensors (best on source), checkpoint/ (resume state),
@@ -29,32 +30,32 @@ from darla.artifacts import (MANIFEST, check_parent, file_hash, find_parent, loa
                              run_dir, save_npz, save_state, save_weights, versions, write_json, write_jsonl)
 from darla.config import domain_settings, domains, plain, resolve_device, start_run
 from darla.evaluation import describe, run_episodes
-from darla.see import load_vision_model
-from darla.vec_env import make_vec_env
+from darla.policy_inputs import PolicyInput, policy_input_kind
 from envs.domains import Domain
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
 EVAL_SEED = 50_000  # evaluation episodes during training; transfer uses its own seeds
 
 
-def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, pixels: bool,
+def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, view: PolicyInput,
                 tensorboard_log: Path | None = None) -> BaseAlgorithm:
-    """A fresh SB3 agent from its config: MlpPolicy on latents, CnnPolicy on pixels."""
+    """A fresh SB3 agent from its config, with the policy class ``view`` reads through."""
     algorithm = ALGORITHMS.get(agent_cfg.algorithm)
     if algorithm is None:
         raise ValueError(f"agent.algorithm={agent_cfg.algorithm!r} is not known; expected one of {sorted(ALGORITHMS)}")
-    return algorithm("CnnPolicy" if pixels else "MlpPolicy", env, seed=seed, device=device, verbose=0,
-                     tensorboard_log=str(tensorboard_log) if tensorboard_log else None,
-                     **plain(agent_cfg.hyperparameters))
+    hyperparameters = plain(agent_cfg.hyperparameters)
+    hyperparameters["policy_kwargs"] = {**hyperparameters.get("policy_kwargs", {}), **view.policy_kwargs()}
+    return algorithm(view.policy, env, seed=seed, device=device, verbose=0,
+                     tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **hyperparameters)
 
 
-def load_encoder(cfg: DictConfig) -> tuple[torch.nn.Module | None, Path | None, dict | None]:
-    """The frozen vision model of the see run this act run reads (None for pixels)."""
-    if cfg.vision_model.model is None:
-        return None, None, None
+def policy_view(cfg: DictConfig) -> tuple[PolicyInput, dict | None]:
+    """What this act run's policy reads, and the manifest of the see run it reads through (if any)."""
+    kind = policy_input_kind(cfg.vision_model)
+    if kind not in ("latents", "fine_tune"):
+        return PolicyInput.load(kind, None), None
     see_dir = find_parent(cfg.act.see_run, cfg.runs_dir, "see")
-    model, manifest = load_vision_model(see_dir)
-    return model, see_dir, manifest
+    return PolicyInput.load(kind, see_dir), read_json(see_dir / MANIFEST)
 
 
 def frame_shape(domain: Domain) -> list[int]:
@@ -171,22 +172,21 @@ def run(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.policy_threads)
     source: list[Domain] = domains(cfg, "source")
-    encoder, see_dir, see_manifest = load_encoder(cfg)
+    view, see_manifest = policy_view(cfg)
     if see_manifest is not None:
-        check_parent(see_dir, see_manifest, {"input_shape": frame_shape(source[0])})
+        check_parent(view.see_dir, see_manifest, {"input_shape": frame_shape(source[0])})
     settings = {"source_domains": domain_settings(source), "agent": plain(cfg.agent), "seed": cfg.seed,
-                "num_envs": cfg.num_envs, "vision_model": cfg.vision_model.name,
+                "num_envs": cfg.num_envs, "vision_model": cfg.vision_model.name, "policy_input": view.kind,
                 "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},
                 "see_hash": see_manifest["content_hash"] if see_manifest else None}
     if start_run(out, settings, cfg.overwrite):
         print(f"[act] {out} is finished with these settings; nothing to do")
         return out
     t0 = time.perf_counter()
-    train_env = make_vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, encoder, device)
+    train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device)
     # Evaluation runs in this process, between updates, one source domain at a time.
-    eval_env = make_vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, encoder, device)
-    agent = build_agent(cfg.agent, train_env, cfg.seed, device, pixels=encoder is None,
-                        tensorboard_log=out / "tensorboard")
+    eval_env = view.vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, device)
+    agent = build_agent(cfg.agent, train_env, cfg.seed, device, view, tensorboard_log=out / "tensorboard")
     evaluation = SourceEvaluation(out, eval_env, [d.name for d in source], cfg.act.eval_every, cfg.act.eval_episodes, cfg.act.deterministic)
     evaluation.restore(agent)
     try:
@@ -206,8 +206,9 @@ def run(cfg: DictConfig) -> Path:
         "stage": "act",
         "agent": plain(cfg.agent),
         "vision_model": cfg.vision_model.name,
-        "policy": "CnnPolicy" if encoder is None else "MlpPolicy",
-        "see_dir": str(see_dir) if see_dir else None,
+        "policy": view.policy,
+        "policy_input": view.kind,
+        "see_dir": str(view.see_dir) if view.see_dir else None,
         "see_hash": settings["see_hash"],
         "observation_shape": list(train_env.observation_space.shape),
         "env_id": cfg.env.id,
@@ -232,15 +233,25 @@ def read_act_run(act_dir: Path) -> dict:
     return manifest
 
 
-def load_policy(act_dir: Path, manifest: dict, env: VecEnv, device: torch.device) -> BaseAlgorithm:
+def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, device: torch.device) -> BaseAlgorithm:
     """Rebuild the trained agent from its act run: config from the manifest (see read_act_run),
     parameters from safetensors."""
     check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape)})
-    agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device,
-                        pixels=manifest["policy"] == "CnnPolicy")
+    agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device, view=view)
     load_weights(act_dir / "policy.safetensors", agent.policy)
     agent.policy.set_training_mode(False)
     return agent
+
+
+def policy_input_of(act_dir: Path, manifest: dict) -> PolicyInput:
+    """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
+    see_dir = Path(manifest["see_dir"]) if manifest["see_dir"] else None
+    if see_dir is not None:
+        see_hash = read_json(see_dir / MANIFEST)["content_hash"]
+        if see_hash != manifest["see_hash"]:
+            raise ValueError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
+                             f"but {see_dir} now holds {see_hash}")
+    return PolicyInput.load(manifest["policy_input"], see_dir)
 
 
 @hydra.main(config_path="../configs", config_name="act", version_base="1.3")

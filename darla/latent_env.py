@@ -1,7 +1,9 @@
-"""The policy's view of the world: frames replaced by the frozen encoder's latent mean."""
+"""The policy's view of the world: frames replaced by the frozen encoder's latent mean, or by
+the env's ground-truth task state (the oracle baseline)."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -48,3 +50,31 @@ class LatentObservation(VecEnvWrapper):
         for j, i in enumerate(terminal):
             infos[i]["terminal_observation"] = codes[len(obs) + j]
         return codes[: len(obs)], rewards, dones, infos
+
+
+class StateObservation(gym.Wrapper):
+    """Replace each frame by the env's ground-truth task state: the oracle's observation.
+
+    The env opts in by declaring ``state_space`` (a Box) and reporting ``info["state"]`` on every
+    reset and step (CollectGoodObjects does). It wraps a DomainMixture inside each vector-env
+    worker, so terminal observations are states too.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        inner = env.unwrapped
+        if hasattr(env, "envs"):  # a DomainMixture: ask the env of its first domain
+            inner = env.envs[env.names[0]].unwrapped
+        space = getattr(inner, "state_space", None)
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"{type(inner).__name__} reports no ground-truth state: the oracle baseline needs an env "
+                             f"with a `state_space` Box attribute and info['state'] on reset and step")
+        self.observation_space = space
+
+    def reset(self, **kwargs):
+        _, info = self.env.reset(**kwargs)
+        return info["state"], info
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = self.env.step(action)
+        return info["state"], reward, terminated, truncated, info

@@ -17,13 +17,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from darla.act import load_policy, read_act_run
+from darla.act import load_policy, policy_input_of, read_act_run
 from darla.artifacts import (MANIFEST, atomic_write, file_hash, find_parent, read_jsonl, run_dir, versions,
                              write_json, write_jsonl)
 from darla.config import domain_settings, domains, plain, resolve_device, start_run
 from darla.evaluation import describe, random_act, run_episodes
-from darla.see import load_vision_model
-from darla.vec_env import make_vec_env
 
 
 def run(cfg: DictConfig) -> Path:
@@ -32,12 +30,7 @@ def run(cfg: DictConfig) -> Path:
     torch.set_num_threads(cfg.policy_threads)
     act_dir = find_parent(cfg.transfer.act_run, cfg.runs_dir, "act")
     act_manifest = read_act_run(act_dir)
-    encoder = None
-    if act_manifest["see_dir"]:
-        encoder, see_manifest = load_vision_model(Path(act_manifest["see_dir"]))
-        if see_manifest["content_hash"] != act_manifest["see_hash"]:
-            raise ValueError(f"the policy in {act_dir} was trained on the encoder with hash {act_manifest['see_hash']}, "
-                             f"but {act_manifest['see_dir']} now holds {see_manifest['content_hash']}")
+    view = policy_input_of(act_dir, act_manifest)
     evaluated = [("source", d) for d in domains(cfg, "source")] + [("target", d) for d in domains(cfg, "targets")]
     settings = {"domains": domain_settings([d for _, d in evaluated]), "act_hash": act_manifest["content_hash"],
                 "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
@@ -50,10 +43,9 @@ def run(cfg: DictConfig) -> Path:
     episodes_file = out / "episodes.jsonl"
     lines = []
     # One vector env for every domain: its workers switch domain when told (DomainMixture).
-    venv = make_vec_env([d for _, d in evaluated], min(cfg.num_envs, cfg.transfer.episodes), cfg.vec_env, None,
-                        encoder, device)
+    venv = view.vec_env([d for _, d in evaluated], min(cfg.num_envs, cfg.transfer.episodes), cfg.vec_env, None, device)
     try:
-        agent = load_policy(act_dir, act_manifest, venv, device)
+        agent = load_policy(act_dir, act_manifest, view, venv, device)
         players = {"policy": lambda obs: agent.predict(obs, deterministic=cfg.act.deterministic)[0]}
         if cfg.transfer.random_policy:
             players["random"] = random_act(venv)

@@ -7,34 +7,37 @@ from typing import Sequence
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
-from darla.latent_env import LatentObservation
+from darla.latent_env import LatentObservation, StateObservation
 from envs.domains import Domain, DomainMixture
 
 
 class _MixtureFactory:
     """Picklable env constructor for subprocess workers."""
 
-    def __init__(self, domains: Sequence[Domain]):
-        self.domains = list(domains)
+    def __init__(self, domains: Sequence[Domain], state: bool):
+        self.domains, self.state = list(domains), state
 
-    def __call__(self) -> DomainMixture:
+    def __call__(self) -> DomainMixture | StateObservation:
         # Each worker is a fresh process: cap its torch threads so workers do not fight the
         # learner for the cores, and let `envs` switch pyglet to headless EGL before Miniworld.
         import torch
 
         torch.set_num_threads(1)
-        return DomainMixture(self.domains)
+        mixture = DomainMixture(self.domains)
+        return StateObservation(mixture) if self.state else mixture
 
 
 def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subprocess", seed: int | None = None,
-                 encoder: torch.nn.Module | None = None, device: torch.device | str = "cpu") -> VecEnv:
+                 encoder: torch.nn.Module | None = None, device: torch.device | str = "cpu",
+                 state: bool = False) -> VecEnv:
     """``num_envs`` copies of a mixture of ``domains`` (each episode plays one at random).
 
     ``kind="subprocess"`` runs each copy in its own forkserver process (fork hangs with OpenGL);
     ``"dummy"`` runs them in this process. Episode returns are tracked by VecMonitor. With an
-    ``encoder``, observations are replaced by its frozen latent mean (see LatentObservation).
+    ``encoder``, observations are replaced by its frozen latent mean (see LatentObservation);
+    with ``state``, by the env's ground-truth task state (see StateObservation).
     """
-    factories = [_MixtureFactory(domains) for _ in range(num_envs)]
+    factories = [_MixtureFactory(domains, state) for _ in range(num_envs)]
     if kind == "subprocess":
         venv: VecEnv = SubprocVecEnv(factories, start_method="forkserver")
     elif kind == "dummy":

@@ -75,6 +75,8 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
     Observation: an RGB frame (obs_height, obs_width, 3) uint8.
     ``info["factors"]`` carries the ground truth: object set, room style, agent pose, and for
     every object its position, kind (+1 good, −1 bad, 0 distractor) and whether it was collected.
+    ``info["state"]`` is the task state as one vector (``state_space``), what the oracle baseline
+    reads instead of pixels: see ``task_state``.
     """
 
     def __init__(
@@ -145,6 +147,8 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
             obs_width, obs_height, render_mode,
         )
         self.action_space = spaces.Discrete(3)  # turn left, turn right, move forward
+        state_size = 5 + 4 * (self.num_good + self.num_bad)
+        self.state_space = spaces.Box(-np.inf, np.inf, shape=(state_size,), dtype=np.float32)
 
     # -- world --------------------------------------------------------------------------------
 
@@ -180,7 +184,7 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, _ = super().reset(seed=seed, options=options)
-        return obs, {"factors": self.factors()}
+        return obs, {"factors": self.factors(), "state": self.task_state()}
 
     def step(self, action):
         action = int(action)
@@ -188,7 +192,8 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         obs, _, _, truncated, _ = super().step(action)
         terminated = bool(all(self.collected[i] for i, o in enumerate(self.objects) if o.kind == GOOD))
         # Miniworld's own step already counts steps and truncates at max_episode_steps.
-        return obs, reward, terminated, truncated and not terminated, {"factors": self.factors()}
+        info = {"factors": self.factors(), "state": self.task_state()}
+        return obs, reward, terminated, truncated and not terminated, info
 
     def set_scene(self, agent_xz: Sequence[float], agent_dir: float, object_xz: np.ndarray,
                   object_dir: np.ndarray) -> np.ndarray:
@@ -228,3 +233,25 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
             "object_kind": np.array([o.kind for o in self.objects], dtype=np.int8),
             "object_collected": self.collected.copy(),
         }
+
+    def task_state(self) -> np.ndarray:
+        """Everything the task depends on, in the agent's frame, as a fixed-size float vector.
+
+        Agent x and z (over the room size), cos and sin of its heading, the fraction of the
+        episode's steps used; then for each good and bad object (distractors are left out, so
+        domains with and without them give vectors of one size): its distance ahead of and to the
+        right of the agent (over the room size, 0 once collected), its kind (+1/−1) and whether it
+        was collected. Appearance factors are not part of it: the oracle sees the task, not the room.
+        """
+        agent = self.agent
+        head = [agent.pos[0] / self.room_size, agent.pos[2] / self.room_size, math.cos(agent.dir), math.sin(agent.dir),
+                self.step_count / self.max_episode_steps]
+        rows = []
+        for i, obj in enumerate(self.objects):
+            if obj.kind == DISTRACTOR:
+                continue
+            offset = obj.pos - agent.pos
+            ahead, right = (0.0, 0.0) if self.collected[i] else (float(offset @ agent.dir_vec) / self.room_size,
+                                                                 float(offset @ agent.right_vec) / self.room_size)
+            rows.append([ahead, right, float(obj.kind), float(self.collected[i])])
+        return np.concatenate([head, np.ravel(rows)]).astype(np.float32)

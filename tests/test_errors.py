@@ -14,6 +14,7 @@ from conftest import QUICK_NAME, compose_cfg, copy_run, output, run_cli, snapsho
 from darla import act, see, transfer
 from darla.artifacts import load_state, read_json
 from darla.config import resolve_device
+from darla.policy_inputs import PolicyInput
 from darla.vision_training import FrameBatches, NonFiniteLoss, train_vision
 from vision_models import BetaVAE
 
@@ -180,7 +181,7 @@ def test_diverged_policy_stops_act_and_keeps_the_last_checkpoint(tmp_path):
     encoder = BetaVAE(latent_dim=4).eval()
     venv = make_vec_env(source, 2, "dummy", 0, encoder)
     try:
-        agent = act.build_agent(cfg.agent, venv, 0, torch.device("cpu"), pixels=False)
+        agent = act.build_agent(cfg.agent, venv, 0, torch.device("cpu"), PolicyInput("latents", encoder=encoder))
         evaluation = act.SourceEvaluation(tmp_path, venv, [source[0].name], eval_every=512, episodes=1,
                                           deterministic=True)
         evaluation.init_callback(agent)

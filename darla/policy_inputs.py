@@ -1,0 +1,92 @@
+"""What the policy reads, chosen by ``vision_model.policy_input``:
+
+- ``latents`` (every vision model by default): the frozen encoder's mean of each frame, encoded
+  for the whole vector env in one batch (LatentObservation); SB3's MlpPolicy. DARLA itself.
+- ``pixels``: raw frames, SB3's CnnPolicy learning end to end (vision_model=pixels).
+- ``fine_tune``: raw frames through the see run's encoder, which RL then trains along with the
+  policy (vision_model=darla_ft: the paper's DARLA_FT ablation).
+- ``state``: the env's ground-truth task state instead of frames (vision_model=oracle), an upper
+  bound on what any vision can give the policy; the env must report it (see StateObservation).
+
+act and transfer both build the policy's environment and the agent through ``PolicyInput``, so
+a policy is always evaluated on exactly the observations it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import gymnasium as gym
+import torch
+from omegaconf import DictConfig
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv
+
+from darla.see import load_vision_model
+from darla.vec_env import make_vec_env
+from envs.domains import Domain
+
+KINDS = ("latents", "pixels", "fine_tune", "state")
+
+
+def policy_input_kind(vision_model_cfg: DictConfig) -> str:
+    """The policy input a vision model's YAML asks for (``policy_input``, default ``latents``)."""
+    kind = vision_model_cfg.get("policy_input", "latents")
+    if kind not in KINDS:
+        raise ValueError(f"vision_model.policy_input={kind!r} (vision_model={vision_model_cfg.name}) is not known; "
+                         f"expected one of {list(KINDS)}")
+    if kind in ("latents", "fine_tune") and vision_model_cfg.model is None:
+        raise ValueError(f"vision_model={vision_model_cfg.name} has policy_input={kind} but no model to see with; "
+                         f"set vision_model.model, or policy_input to pixels or state")
+    return kind
+
+
+class FineTunedEncoder(BaseFeaturesExtractor):
+    """The see run's vision model as the policy's feature extractor, trained further by RL.
+
+    Features are the encoder mean, as for the frozen DARLA policy, so DARLA and DARLA_FT differ
+    only in whether RL's gradients reach the encoder. The see run's weights are the starting
+    point; a trained policy's own copy of them is loaded over these by ``load_policy``.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, see_dir: str):
+        vision, _ = load_vision_model(Path(see_dir))
+        super().__init__(observation_space, features_dim=vision.latent_dim)
+        self.vision = vision.requires_grad_(True)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.vision.representation(observations)
+
+
+@dataclass
+class PolicyInput:
+    """How frames become the policy's observations, for one act run and its transfer."""
+
+    kind: str
+    see_dir: Path | None = None
+    encoder: torch.nn.Module | None = None  # the frozen vision model, for kind == "latents"
+
+    @classmethod
+    def load(cls, kind: str, see_dir: Path | None) -> "PolicyInput":
+        if kind in ("latents", "fine_tune") and see_dir is None:
+            raise ValueError(f"policy_input={kind} needs the see run that trained the encoder")
+        encoder = load_vision_model(see_dir)[0] if kind == "latents" else None
+        return cls(kind, see_dir if kind in ("latents", "fine_tune") else None, encoder)
+
+    @property
+    def policy(self) -> str:
+        """The SB3 policy class: a CNN over frames, or an MLP over vectors."""
+        return "CnnPolicy" if self.kind in ("pixels", "fine_tune") else "MlpPolicy"
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        if self.kind == "fine_tune":
+            return {"features_extractor_class": FineTunedEncoder,
+                    "features_extractor_kwargs": {"see_dir": str(self.see_dir)}}
+        return {}
+
+    def vec_env(self, domains: Sequence[Domain], num_envs: int, kind: str, seed: int | None,
+                device: torch.device) -> VecEnv:
+        encoder = self.encoder if self.kind == "latents" else None
+        return make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state")
