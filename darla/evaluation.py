@@ -72,3 +72,48 @@ def describe(returns: Sequence[float]) -> dict[str, float]:
     x = np.asarray(returns, dtype=float)
     return {"episodes": int(len(x)), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
             "iqm": interquartile_mean(x), "min": float(x.min()), "max": float(x.max())}
+
+
+def stratified_bootstrap_ci(scores: np.ndarray, rng: np.random.Generator, statistic=None,
+                            resamples: int = 2000, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile confidence interval of ``statistic`` over a (runs, tasks) score table.
+
+    Each resample draws runs (seeds) with replacement separately within every task (column),
+    rliable's stratified bootstrap, so every task keeps its weight; a single column is the plain
+    bootstrap over runs. ``statistic`` maps a (runs, tasks) table to a number (default: IQM of all
+    its entries). With one run there is nothing to resample and the interval is that run's value.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or 0 in scores.shape:
+        raise ValueError(f"scores must be a non-empty (runs, tasks) table; got shape {scores.shape}")
+    statistic = statistic or (lambda table: interquartile_mean(table.ravel()))
+    runs, tasks = scores.shape
+    picks = rng.integers(runs, size=(resamples, runs, tasks))
+    values = np.array([statistic(np.take_along_axis(scores, pick, axis=0)) for pick in picks])
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: Pearson's on ranks, ties sharing their average rank (nan if constant)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-D and of one length; got shapes {x.shape} and {y.shape}")
+
+    def ranks(values: np.ndarray) -> np.ndarray:
+        order = np.argsort(values, kind="stable")
+        sorted_values = values[order]
+        result = np.empty(len(values))
+        start = 0
+        while start < len(values):  # runs of equal values share the mean of their positions
+            end = start
+            while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+                end += 1
+            result[order[start:end + 1]] = (start + end) / 2 + 1
+            start = end + 1
+        return result
+
+    rx, ry = ranks(x) - (len(x) + 1) / 2, ranks(y) - (len(y) + 1) / 2
+    denominator = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")

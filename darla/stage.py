@@ -14,7 +14,10 @@ STAGES = {
     "act": ("darla.act", "train PPO or DQN on the frozen latents in the source domains"),
     "transfer": ("darla.transfer", "evaluate the policy, unchanged, on source and target domains"),
     "diagnose": ("darla.diagnose", "rewrite a see run's pictures and metrics: diagnose <see run> [key=value ...]"),
+    "video": ("darla.video", "film a trained policy playing: video <run> [video.domains=[...] video.format=mp4 ...]"),
     "all": ("darla.pipeline", "see, act and transfer in order, with the same overrides"),
+    "compare": ("darla.compare", "all for every vision model x seed (a multirun), then the leaderboard"),
+    "leaderboard": ("darla.leaderboard", "re-make a comparison's leaderboard from its runs: leaderboard <dir>"),
 }
 
 

@@ -32,7 +32,9 @@ def run(cfg: DictConfig) -> Path:
     act_manifest = read_act_run(act_dir)
     view = policy_input_of(act_dir, act_manifest)
     evaluated = [("source", d) for d in domains(cfg, "source")] + [("target", d) for d in domains(cfg, "targets")]
-    settings = {"domains": domain_settings([d for _, d in evaluated]), "act_hash": act_manifest["content_hash"],
+    groups = target_groups(cfg)
+    settings = {"domains": domain_settings([d for _, d in evaluated]), "target_groups": groups,
+                "act_hash": act_manifest["content_hash"],
                 "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
                 "deterministic": cfg.act.deterministic}
     if start_run(out, settings, cfg.overwrite):
@@ -52,7 +54,8 @@ def run(cfg: DictConfig) -> Path:
         for role, domain in evaluated:
             for player, act in players.items():
                 for e in run_episodes(venv, act, cfg.transfer.seed, cfg.transfer.episodes, domain=domain.name):
-                    lines.append({"domain": domain.name, "role": role, "policy": player, **e})
+                    group = {"group": groups[domain.name]} if domain.name in groups else {}
+                    lines.append({"domain": domain.name, "role": role, **group, "policy": player, **e})
             mean = np.mean([r["return"] for r in lines if r["domain"] == domain.name and r["policy"] == "policy"])
             print(f"[transfer] {role} {domain.name}: mean return {mean:.3f}")
     finally:
@@ -65,6 +68,24 @@ def run(cfg: DictConfig) -> Path:
                                 "content_hash": file_hash(episodes_file)})
     print(f"[transfer] done: {out}\n" + (out / "report.md").read_text())
     return out
+
+
+def target_groups(cfg: DictConfig) -> dict[str, str]:
+    """Each grouped target domain's group, from ``env.target_groups`` (group -> domains), e.g. the
+    generalisation literature's ood1 (values the vision saw, the policy did not) and ood2 (neither saw)."""
+    table = plain(cfg.env.get("target_groups")) or {}
+    groups: dict[str, str] = {}
+    for group, names in table.items():
+        for name in names:
+            if name not in cfg.env.domains:
+                raise ValueError(f"env.target_groups.{group} lists {name!r}, which is not a domain of env "
+                                 f"{cfg.env.name!r}; defined domains: {sorted(cfg.env.domains)}")
+            if name not in cfg.env.targets:
+                continue  # a grouped domain left out of this run's targets
+            if name in groups:
+                raise ValueError(f"env.target_groups puts {name!r} in both {groups[name]!r} and {group!r}")
+            groups[name] = group
+    return groups
 
 
 def summarize(out: Path, act_manifest: dict | None = None) -> dict:
@@ -86,23 +107,32 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     targets = [e["return"] for e in episodes if e["role"] == "target" and e["policy"] == "policy"]
     summary = {"source": source_stats, "target": describe(targets) if targets else None,
                "transfer_ratio": (np.mean(targets) / source_stats["mean"]) if targets and source_stats["mean"] else None,
-               "domains": per_domain}
+               "groups": {}, "domains": per_domain}
+    for group in dict.fromkeys(e["group"] for e in episodes if "group" in e):
+        returns = [e["return"] for e in episodes if e.get("group") == group and e["policy"] == "policy"]
+        summary["groups"][group] = {**describe(returns),
+                                    "transfer_ratio": np.mean(returns) / source_stats["mean"] if source_stats["mean"] else None}
     write_json(out / "summary.json", summary)
 
     title = f"{act_manifest['vision_model']} + {act_manifest['agent']['name']}" if act_manifest else out.parent.name
+    group_of = {e["domain"]: e["group"] for e in episodes if "group" in e}
     rows = ["| domain | role | mean ± std | IQM | ratio to source | random policy |", "|---|---|---|---|---|---|"]
     for name, entry in per_domain.items():
         p, r = entry["policy"], entry.get("random")
         random_mean = f"{r['mean']:.2f}" if r else "–"
         ratio = f"{entry['transfer_ratio']:.2f}" if entry["transfer_ratio"] is not None else "–"
-        rows.append(f"| {name} | {entry['role']} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | "
+        role = f"{entry['role']} ({group_of[name]})" if name in group_of else entry["role"]
+        rows.append(f"| {name} | {role} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | "
                     f"{ratio} | {random_mean} |")
+    group_lines = "".join(f"- {group}: mean return {g['mean']:.3f} over {g['episodes']} episodes"
+                          + (f", ratio to source {g['transfer_ratio']:.3f}\n" if g["transfer_ratio"] is not None else "\n")
+                          for group, g in summary["groups"].items())
     ratio = summary["transfer_ratio"]
     ratio_text = f"{ratio:.3f}" if ratio is not None else "undefined (source mean return is 0)"
     report = (f"# Transfer report: {title}\n\n"
               f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, {source_stats['episodes']} episodes); "
               + (f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio_text}.\n\n" if targets else "\n\n")
-              + "\n".join(rows) + "\n")
+              + (group_lines + "\n" if group_lines else "") + "\n".join(rows) + "\n")
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     return summary
 

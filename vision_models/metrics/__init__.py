@@ -28,6 +28,22 @@ METRICS = {
     "gaussian_total_correlation": "vision_models.metrics.total_correlation:compute_gaussian_total_correlation",
 }
 
+# The one number each metric is known by (metric, key in its result, short title), for tables and
+# plots that put several models side by side.
+HEADLINE_SCORES = (
+    ("beta_vae_score", "eval_accuracy", "BetaVAE"),
+    ("factor_vae_score", "eval_accuracy", "FactorVAE"),
+    ("mig", "mig", "MIG"),
+    ("sampled_mig", "sampled_mig", "MIG (Chen)"),
+    ("dci", "disentanglement", "DCI D"),
+    ("dci", "completeness", "DCI C"),
+    ("dci", "informativeness_test", "DCI I"),
+    ("sap", "sap", "SAP"),
+    ("modularity_explicitness", "modularity", "Modularity"),
+    ("modularity_explicitness", "explicitness_test", "Explicit."),
+    ("gaussian_total_correlation", "gaussian_total_correlation", "Gauss. TC"),
+)
+
 
 def metric_function(name: str):
     if name not in METRICS:

@@ -1,0 +1,256 @@
+"""The leaderboard of a comparison: every finished run under one directory, gathered and ranked.
+
+A comparison's runs live at ``<dir>/<vision model>/seed<k>/{see,act,transfer}`` (``compare``
+names them so; any runs with transfer results under ``<dir>`` are gathered). Everything here is
+derived from their raw files (transfer/episodes.jsonl, act/eval.jsonl, see/metrics.json), so
+``python -m darla.stage leaderboard <dir>`` re-makes it at any time without running anything.
+
+Per vision model, over its seeds (DESIGN §5: IQM with stratified-bootstrap 95% intervals):
+- source return: IQM over (seed, source domain) of each seed's mean return in that domain; the
+  bootstrap resamples seeds within each domain;
+- target return: the same over target domains, and per target group (ood1, ood2, ...);
+- transfer ratio: each seed's mean target return over its mean source return; IQM over seeds;
+- mean ± std over seeds of each, and the vision stage's headline disentanglement metrics.
+
+Outputs in ``<dir>``: leaderboard.md, leaderboard.csv (one row per vision model), runs.csv (one
+row per run), returns_per_domain.png, disentanglement_vs_transfer.png, training_curves.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl
+from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
+from darla.images import save_png
+from vision_models.metrics import HEADLINE_SCORES
+from vision_models.plots import curves_plot, interval_plot, scatter_plot
+
+BOOTSTRAP_SEED = 0  # fixed, so re-making a leaderboard gives the same intervals
+
+
+@dataclass
+class RunResult:
+    """One finished see → act → transfer run, reduced to what a comparison needs."""
+
+    path: Path
+    vision_model: str
+    seed: int
+    domain_returns: dict[str, float]  # mean policy return per evaluated domain
+    roles: dict[str, str]  # domain -> source | target
+    groups: dict[str, str]  # target domain -> its group, where it has one
+    metrics: dict[str, float] = field(default_factory=dict)  # headline title -> score
+    curves: list[dict] = field(default_factory=list)  # act's per-domain evaluation history
+
+    def mean_return(self, role: str, group: str | None = None) -> float:
+        names = [d for d, r in self.roles.items() if r == role and (group is None or self.groups.get(d) == group)]
+        return float(np.mean([self.domain_returns[d] for d in names])) if names else float("nan")
+
+    @property
+    def transfer_ratio(self) -> float:
+        source = self.mean_return("source")
+        return self.mean_return("target") / source if source else float("nan")
+
+
+def read_run(path: Path) -> RunResult:
+    """A run directory holding a finished transfer/ (and the act/, maybe see/, it came from)."""
+    episodes = [e for e in read_jsonl(path / "transfer" / "episodes.jsonl") if e["policy"] == "policy"]
+    manifest = read_json(path / "transfer" / MANIFEST)
+    domains = list(dict.fromkeys(e["domain"] for e in episodes))
+    returns = {d: float(np.mean([e["return"] for e in episodes if e["domain"] == d])) for d in domains}
+    roles = {e["domain"]: e["role"] for e in episodes}
+    groups = {e["domain"]: e["group"] for e in episodes if "group" in e}
+    act_dir = Path(manifest["act_dir"])
+    seed = int(read_json(act_dir / "config.json")["seed"])
+    curves = read_jsonl(act_dir / "eval.jsonl") if (act_dir / "eval.jsonl").exists() else []
+    see_dir = read_json(act_dir / MANIFEST).get("see_dir")
+    metrics: dict[str, float] = {}
+    if see_dir and (Path(see_dir) / "metrics.json").exists():
+        scores = read_json(Path(see_dir) / "metrics.json")["metrics"]
+        metrics = {title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
+                   if metric in scores and key in scores[metric]}
+    return RunResult(path, manifest["vision_model"], seed, returns, roles, groups, metrics, curves)
+
+
+def find_runs(root: Path) -> list[RunResult]:
+    """Every finished run under ``root`` (unfinished ones are left out), by vision model then seed."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory of runs")
+    runs = [read_run(m.parent.parent) for m in sorted(root.glob("**/transfer/" + MANIFEST))]
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (transfer/{MANIFEST}) under {root}")
+    return sorted(runs, key=lambda r: (r.vision_model, r.seed))
+
+
+def _interval(table: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """IQM, its stratified-bootstrap 95% interval, and mean ± std over seeds of a (seeds, domains) table."""
+    per_seed = table.mean(axis=1)
+    low, high = stratified_bootstrap_ci(table, rng)
+    return {"iqm": interquartile_mean(table.ravel()), "ci_low": low, "ci_high": high, "mean": float(per_seed.mean()),
+            "std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0}
+
+
+def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
+    """One leaderboard row: a vision model's returns, ratio and metrics over its seeds."""
+    first = runs[0]
+    row: dict = {"vision_model": first.vision_model, "seeds": len(runs)}
+    groups = list(dict.fromkeys(g for r in runs for g in r.groups.values()))
+    for column, (role, group) in {"source": ("source", None), "target": ("target", None),
+                                  **{g: ("target", g) for g in groups}}.items():
+        names = [d for d, r in first.roles.items() if r == role and (group is None or first.groups.get(d) == group)]
+        if names:
+            row[column] = _interval(np.array([[run.domain_returns[d] for d in names] for run in runs]), rng)
+    ratios = np.array([[run.transfer_ratio] for run in runs])
+    if np.all(np.isfinite(ratios)):
+        row["transfer_ratio"] = _interval(ratios, rng)
+    titles = [t for _, _, t in HEADLINE_SCORES if all(t in r.metrics for r in runs)]
+    row["metrics"] = {t: float(np.mean([r.metrics[t] for r in runs])) for t in titles}
+    return row
+
+
+def _check_same_domains(runs: list[RunResult]) -> None:
+    reference = runs[0]
+    for run in runs[1:]:
+        if run.roles != reference.roles:
+            raise ValueError(f"{run.path} was evaluated on other domains than {reference.path}; "
+                             f"a comparison needs every run evaluated on the same source and target domains")
+
+
+def _cell(entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    return f"{entry['iqm']:.2f} [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}] ({entry['mean']:.2f} ± {entry['std']:.2f})"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = ["source", "target", *[k for k in rows[0] if k not in ("vision_model", "seeds", "source", "target",
+                                                                      "transfer_ratio", "metrics")], "transfer_ratio"]
+    titles = list(dict.fromkeys(t for row in rows for t in row["metrics"]))
+    header = ["vision model", "seeds", *[c.replace("_", " ") for c in columns], *titles]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["vision_model"], str(row["seeds"]), *[_cell(row.get(c)) for c in columns],
+                 *[f"{row['metrics'][t]:.3f}" if t in row["metrics"] else "–" for t in titles]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def csv_text(rows: list[dict]) -> str:
+    """One line per vision model; interval columns flattened as <column>_<statistic>."""
+    flat = []
+    for row in rows:
+        entry = {"vision_model": row["vision_model"], "seeds": row["seeds"]}
+        for key, value in row.items():
+            if isinstance(value, dict) and key != "metrics":
+                entry.update({f"{key}_{stat}": v for stat, v in value.items()})
+        entry.update(row["metrics"])
+        flat.append(entry)
+    fields = list(dict.fromkeys(k for entry in flat for k in entry))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return out.getvalue()
+
+
+def runs_csv_text(runs: list[RunResult]) -> str:
+    """One line per run: its per-domain mean returns, source/target/ratio and metrics (the plots' data)."""
+    domains = list(runs[0].roles)
+    titles = list(dict.fromkeys(t for r in runs for t in r.metrics))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["vision_model", "seed", "source", "target", "transfer_ratio", *domains, *titles, "path"])
+    for r in runs:
+        writer.writerow([r.vision_model, r.seed, r.mean_return("source"), r.mean_return("target"), r.transfer_ratio,
+                         *[r.domain_returns[d] for d in domains], *[r.metrics.get(t, "") for t in titles], r.path])
+    return out.getvalue()
+
+
+def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
+    """Gather the runs under ``root`` and write the leaderboard files and plots there."""
+    root = Path(root)
+    runs = find_runs(root)
+    _check_same_domains(runs)
+    models = list(dict.fromkeys([*(m for m in order or [] if any(r.vision_model == m for r in runs)),
+                                 *(r.vision_model for r in runs)]))
+    by_model = {m: [r for r in runs if r.vision_model == m] for m in models}
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    rows = [summarize_model(by_model[m], rng) for m in models]
+
+    seeds_note = ", ".join(f"{m}: seeds {[r.seed for r in by_model[m]]}" for m in models)
+    text = (f"# Leaderboard: {root.name}\n\n"
+            "Each cell: interquartile mean over seeds × domains [stratified-bootstrap 95% interval] "
+            "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
+            "Metrics: mean over seeds of the vision stage's scores.\n\n"
+            f"{markdown_table(rows)}\n\nRuns: {seeds_note}.\n")
+    atomic_write(root / "leaderboard.md", lambda tmp: tmp.write_text(text))
+    atomic_write(root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows)))
+    atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))
+    _plot(root, runs, by_model, rng)
+    return rows
+
+
+def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]], rng: np.random.Generator) -> None:
+    domains = list(runs[0].roles)
+    per_domain = {}
+    for model, model_runs in by_model.items():
+        per_domain[model] = []
+        for d in domains:
+            values = np.array([[r.domain_returns[d]] for r in model_runs])
+            per_domain[model].append((interquartile_mean(values.ravel()), *stratified_bootstrap_ci(values, rng, resamples=500)))
+    source_count = sum(role == "source" for role in runs[0].roles.values())
+    save_png(root / "returns_per_domain.png",
+             interval_plot(domains, per_domain, title="Return per domain: IQM over seeds, 95% bootstrap interval",
+                           ylabel="episode return", divider=source_count))
+
+    # DARLA's headline figure: does a more disentangled vision transfer better? One panel per
+    # metric and outcome, one dot per run, Spearman's rho over all runs that have the metric.
+    titles = [t for _, _, t in HEADLINE_SCORES if any(t in r.metrics for r in runs)]
+    panels = []
+    for outcome, value in (("target return", lambda r: r.mean_return("target")), ("transfer ratio", lambda r: r.transfer_ratio)):
+        for title in titles:
+            scored = [r for r in runs if title in r.metrics and np.isfinite(value(r))]
+            if len(scored) < 2:
+                continue
+            xs, ys = [r.metrics[title] for r in scored], [value(r) for r in scored]
+            rho = rank_correlation(xs, ys)
+            panels.append({"x": xs, "y": ys, "series": [r.vision_model for r in scored], "xlabel": title,
+                           "ylabel": outcome, "title": f"{title}: rho = {rho:.2f} (n={len(scored)})"})
+    if panels:
+        save_png(root / "disentanglement_vs_transfer.png",
+                 scatter_plot(panels, title="Disentanglement of the vision against transfer (one dot per run)"))
+
+    curves = {}
+    for d in [d for d, role in runs[0].roles.items() if role == "source"]:
+        curves[d] = {}
+        for model, model_runs in by_model.items():
+            points = {}
+            for r in model_runs:
+                for e in r.curves:
+                    if e["domain"] == d:
+                        points.setdefault(e["timesteps"], []).append(e["mean"])
+            if points:
+                steps = sorted(points)
+                curves[d][model] = (np.array(steps, float), np.array([np.mean(points[s]) for s in steps]))
+    if any(curves.values()):
+        save_png(root / "training_curves.png",
+                 curves_plot(curves, title="Training: mean evaluation return per source domain (mean over seeds)",
+                             xlabel="env steps", ylabel="return"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m darla.stage leaderboard <comparison dir>``: re-make the leaderboard from the raw files."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1 or argv[0].startswith("-"):
+        raise SystemExit("usage: python -m darla.stage leaderboard <comparison directory, e.g. runs/compare_collect_good_objects>")
+    try:
+        build_leaderboard(Path(argv[0]))
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"darla leaderboard: {err}") from err
+    print((Path(argv[0]) / "leaderboard.md").read_text())
