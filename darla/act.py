@@ -58,18 +58,6 @@ def policy_view(cfg: DictConfig) -> tuple[PolicyInput, dict | None]:
     return PolicyInput.load(kind, see_dir), read_json(see_dir / MANIFEST)
 
 
-def frame_shape(domain: Domain) -> list[int]:
-    """(C, H, W) of the frames a domain's env produces, as the vision model reads them."""
-    env = domain.make()
-    shape = env.observation_space.shape
-    env.close()
-    if len(shape) != 3:
-        raise ValueError(f"domain {domain.name!r} ({domain.env_id}) gives observations of shape {shape}; "
-                         f"a vision model needs image frames (H, W, C)")
-    h, w, c = shape
-    return [c, h, w]
-
-
 class SourceEvaluation(BaseCallback):
     """Every ``eval_every`` steps: evaluate on each source domain, keep the best policy, checkpoint.
 
@@ -174,7 +162,8 @@ def run(cfg: DictConfig) -> Path:
     source: list[Domain] = domains(cfg, "source")
     view, see_manifest = policy_view(cfg)
     if see_manifest is not None:
-        check_parent(view.see_dir, see_manifest, {"input_shape": frame_shape(source[0])})
+        # domains() has checked that the env's frames are env.observation_shape.
+        check_parent(view.see_dir, see_manifest, {"input_shape": list(cfg.env.observation_shape)})
     settings = {"source_domains": domain_settings(source), "agent": plain(cfg.agent), "seed": cfg.seed,
                 "num_envs": cfg.num_envs, "vision_model": cfg.vision_model.name, "policy_input": view.kind,
                 "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},

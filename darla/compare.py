@@ -3,14 +3,14 @@ model × seed, then one leaderboard over all of them.
 
 The jobs are one Hydra multirun of ``all`` (``python -m darla.stage all -m vision_model=a,b
 seed=0,1 ...``), so any Hydra launcher runs them: one after another here by default, or in
-parallel with ``compare.launcher=local`` (submitit, this machine), ``slurm`` or ``ray``
-(configs/hydra/launcher/). Job ``(model, seed)`` writes to
-``<runs_dir>/<compare.name>/<model>/seed<seed>/{see,act,transfer}``. A finished stage is never
+parallel with ``hydra/launcher=local_pool`` (joblib, this machine), ``local`` (submitit),
+``slurm`` or ``ray_cluster`` (configs/hydra/launcher/), given to compare as to any stage.
+Job ``(model, seed)`` writes to ``<runs_dir>/<compare.name>/<model>/seed<seed>/{see,act,transfer}``. A finished stage is never
 run again and an unfinished one resumes, so re-running an interrupted comparison continues it.
 Then darla/leaderboard.py gathers every finished run under ``<runs_dir>/<compare.name>/``.
 
-Every other override given to compare (env=..., experiment=..., act.total_timesteps=...) is
-passed on to each job.
+Every other override given to compare (env=..., experiment=..., act.total_timesteps=...,
+hydra/launcher=..., hydra.launcher.n_jobs=...) is passed on to the sweep of jobs.
 """
 
 from __future__ import annotations
@@ -40,15 +40,13 @@ def job_command(cfg: DictConfig, forwarded: list[str]) -> list[str]:
                f"seed={','.join(map(str, seeds))}", f"vision_model={','.join(models)}",
                f"name={compare.name}/${{vision_model.name}}/seed${{seed}}",
                f"runs_dir={cfg.runs_dir}", f"hydra.sweep.dir={Path(cfg.runs_dir) / compare.name / '.multirun' / stamp}"]
-    if compare.launcher:
-        command.append(f"hydra/launcher={compare.launcher}")
     return command + forwarded
 
 
 def run(cfg: DictConfig, forwarded: list[str]) -> Path:
     root = Path(cfg.runs_dir) / cfg.compare.name
     command = job_command(cfg, forwarded)
-    print("[compare] " + " ".join(command[1:]), flush=True)
+    print("[compare] python " + " ".join(command[1:]), flush=True)
     jobs = subprocess.run(command)
     if not any(root.glob("**/transfer/manifest.json")):
         raise SystemExit(f"[compare] no job finished (the sweep exited with {jobs.returncode}); see its output above")
@@ -63,7 +61,10 @@ def run(cfg: DictConfig, forwarded: list[str]) -> Path:
 
 @hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    # compare's own keys stay here; everything else the user said goes to every job.
-    forwarded = [o for o in HydraConfig.get().overrides.task
+    # compare's own keys stay here; everything else the user said goes to the jobs, and the
+    # launcher settings (Hydra's own overrides) to the sweep that runs them.
+    overrides = HydraConfig.get().overrides
+    forwarded = [o for o in overrides.task
                  if not o.lstrip("+~").startswith(("compare.", "runs_dir=", "name=", "seed=", "vision_model="))]
+    forwarded += [o for o in overrides.hydra if o.startswith(("hydra/launcher=", "hydra.launcher."))]
     run(cfg, forwarded)

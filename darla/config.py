@@ -16,25 +16,36 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from darla.artifacts import MANIFEST, read_json, write_json
+from envs.checks import check_domain
 from envs.domains import Domain, domains_from_config
 
 STARTED = "config.json"
 
 
 def domains(cfg: DictConfig, role: str) -> list[Domain]:
-    """The domains the experiment lists under ``env.<role>`` (vision, source or targets)."""
+    """The domains the experiment lists under ``env.<role>`` (vision, source or targets).
+
+    The first of them is built once and checked (envs/checks.py: image observations of
+    ``env.observation_shape``, an action space ``agent.algorithm`` can use), so an env that does
+    not fit is refused before any training.
+    """
     if role not in cfg.env:
         raise ValueError(f"env config {cfg.env.get('name', '?')!r} has no {role!r} list of domains")
     if role != "vision" and not cfg.env[role]:
         raise ValueError(f"env {cfg.env.get('name', '?')!r} has no {role} domains: it is a vision-only dataset, "
                          f"on which only `see` and `diagnose` run")
     table = OmegaConf.to_container(cfg.env.domains, resolve=True)
-    return domains_from_config(cfg.env.id, OmegaConf.to_container(cfg.env.kwargs, resolve=True),
-                               table, list(cfg.env[role]), role)
+    listed = domains_from_config(cfg.env.id, OmegaConf.to_container(cfg.env.kwargs, resolve=True), table,
+                                 list(cfg.env[role]), role, plain(cfg.env.get("wrappers")))
+    if cfg.env.id is not None and listed:
+        check_domain(listed[0], list(cfg.env.observation_shape), cfg.agent.algorithm)
+    return listed
 
 
 def domain_settings(ds: list[Domain]) -> dict[str, Any]:
-    return {d.name: {"env_id": d.env_id, **dict(d.kwargs)} for d in ds}
+    """What a stage's result depends on in its domains: env id, kwargs and shifts (when there are any)."""
+    return {d.name: {"env_id": d.env_id, **dict(d.kwargs), **({"wrappers": dict(d.wrappers)} if d.wrappers else {})}
+            for d in ds}
 
 
 def resolve_device(spec: str) -> torch.device:

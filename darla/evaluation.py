@@ -48,7 +48,7 @@ def run_episodes(venv: VecEnv, act: Act, first_seed: int, episodes: int, domain:
 
 
 def random_act(venv: VecEnv) -> Act:
-    """A uniformly random policy over a Discrete or Box action space.
+    """A uniformly random policy over a Discrete, MultiDiscrete, MultiBinary or Box action space.
 
     It draws from numpy's global RNG, which ``run_episodes`` seeds per batch, so a random
     policy plays the same actions on every domain given the same seeds.
@@ -56,9 +56,13 @@ def random_act(venv: VecEnv) -> Act:
     space = venv.action_space
     if isinstance(space, spaces.Discrete):
         return lambda obs: space.start + np.random.randint(space.n, size=len(obs))
+    if isinstance(space, spaces.MultiDiscrete):
+        return lambda obs: space.start + np.random.randint(space.nvec, size=(len(obs), *space.nvec.shape))
+    if isinstance(space, spaces.MultiBinary):
+        return lambda obs: np.random.randint(2, size=(len(obs), *space.shape)).astype(space.dtype)
     if isinstance(space, spaces.Box):
         return lambda obs: np.random.uniform(space.low, space.high, size=(len(obs), *space.shape)).astype(space.dtype)
-    raise ValueError(f"no random policy for action space {space}; expected Discrete or Box")
+    raise ValueError(f"no random policy for action space {space}; expected Discrete, MultiDiscrete, MultiBinary or Box")
 
 
 def interquartile_mean(values: Sequence[float]) -> float:

@@ -1,6 +1,9 @@
 """Domains: named environment settings, and environments built from them.
 
-A domain is data: a Gymnasium id and the keyword arguments that set its appearance and task.
+A domain is data: a Gymnasium id, the keyword arguments that set its appearance and task, and
+optional appearance shifts (envs/shifts.py) wrapped around the env in order. In an env config's
+table of domains, the reserved key ``wrappers`` holds the shifts and every other key is an env
+keyword; an env config's own ``wrappers`` apply to all its domains, before their own.
 An experiment lists which domains the vision stage collects from, which the policy trains on
 (source) and which it is evaluated on zero-shot (targets).
 """
@@ -14,30 +17,57 @@ import gymnasium as gym
 import numpy as np
 
 from envs import headless  # noqa: F401
+from envs.shifts import SHIFTS, apply_shifts
+
+WRAPPERS = "wrappers"  # the reserved key of a domain's table entry that holds its shifts
 
 
 @dataclass(frozen=True)
 class Domain:
+    """A named env setting: ``gym.make(env_id, **kwargs)`` wrapped in ``wrappers`` (shift name -> kwargs)."""
+
     name: str
     env_id: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    wrappers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = [w for w in self.wrappers if w not in SHIFTS]
+        if unknown:
+            raise ValueError(f"domain {self.name!r}: unknown shift {unknown[0]!r} under {WRAPPERS}; "
+                             f"known shifts: {sorted(SHIFTS)}")
 
     def make(self) -> gym.Env:
         try:
-            return gym.make(self.env_id, disable_env_checker=True, **dict(self.kwargs))
+            env = gym.make(self.env_id, disable_env_checker=True, **dict(self.kwargs))
         except gym.error.Error as err:
             raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r}: {err}") from err
         except TypeError as err:
             raise ValueError(f"domain {self.name!r}: bad keyword for {self.env_id!r}: {err}") from err
+        try:
+            return apply_shifts(env, self.wrappers)
+        except ValueError as err:
+            env.close()
+            raise ValueError(f"domain {self.name!r} ({self.env_id}): {err}") from err
 
 
 def domains_from_config(env_id: str, common: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],
-                        names: Sequence[str], role: str) -> list[Domain]:
-    """Look up ``names`` in the domain table; each domain's kwargs are laid over ``common``."""
+                        names: Sequence[str], role: str,
+                        common_wrappers: Mapping[str, Mapping[str, Any]] | None = None) -> list[Domain]:
+    """Look up ``names`` in the domain table.
+
+    Each domain's kwargs are laid over ``common``; its ``wrappers`` follow ``common_wrappers``
+    (a shift both name takes the domain's arguments, in the common shift's place).
+    """
     missing = [n for n in names if n not in table]
     if missing:
         raise ValueError(f"{role} domains {missing} are not defined; defined domains: {sorted(table)}")
-    return [Domain(n, env_id, {**dict(common), **dict(table[n] or {})}) for n in names]
+    domains = []
+    for name in names:
+        entry = dict(table[name] or {})
+        wrappers = {**dict(common_wrappers or {}), **dict(entry.pop(WRAPPERS, None) or {})}
+        domains.append(Domain(name, env_id, {**dict(common), **entry}, wrappers))
+    return domains
 
 
 class DomainMixture(gym.Env):

@@ -45,7 +45,8 @@ def test_parent_with_another_input_shape_is_refused(quick_run, tmp_path):
     runs = tmp_path / "runs"
     before = snapshot(quick_run.see)
     proc = run_cli("act", "experiment=quick", f"runs_dir={runs}", "name=narrow", f"act.see_run={quick_run.see}",
-                   "+env.kwargs.obs_width=32", "vec_env=dummy", cwd=tmp_path, timeout=120)
+                   "+env.kwargs.obs_width=32", "env.observation_shape=[3,64,32]", "vec_env=dummy", cwd=tmp_path,
+                   timeout=120)
     assert proc.returncode != 0
     text = output(proc)
     assert f"parent {quick_run.see} does not fit" in text
