@@ -33,15 +33,19 @@ def save_png(path: Path, image: np.ndarray, labels: Sequence[str] | None = None)
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
+def save_gif(path: Path, frames: Sequence[np.ndarray], frame_ms: int) -> Path:
+    """Save RGB uint8 frames as an animated GIF, each shown ``frame_ms`` milliseconds."""
+    animation = cv2.Animation()
+    animation.frames = [cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) for frame in frames]
+    animation.durations = [frame_ms] * len(frames)
+    ok, buf = cv2.imencodeanimation(".gif", animation)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path}")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
+
+
 def save_traversal_gif(path: Path, rows: list[np.ndarray], frame_ms: int = 120) -> Path:
     """Animate traversals: frame t shows step t of every latent's sweep side by side, forth and back."""
     steps = rows[0].shape[0]
-    animation = cv2.Animation()
     order = list(range(steps)) + list(range(steps - 2, 0, -1))
-    animation.frames = [cv2.cvtColor(np.concatenate([row[t] for row in rows], axis=1), cv2.COLOR_RGB2BGR)
-                        for t in order]
-    animation.durations = [frame_ms] * len(order)
-    ok, buf = cv2.imencodeanimation(".gif", animation)
-    if not ok:
-        raise RuntimeError("OpenCV could not encode the traversal GIF")
-    return atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
+    return save_gif(path, [np.concatenate([row[t] for row in rows], axis=1) for t in order], frame_ms)

@@ -33,6 +33,7 @@ from darla.act import load_policy, policy_input_of, read_act_run
 from darla.artifacts import MANIFEST, atomic_write, find_parent, read_json, read_jsonl, write_jsonl
 from darla.config import resolve_device
 from darla.evaluation import run_episodes
+from darla.images import save_gif
 from darla.latent_env import LatentObservation
 from darla.vec_env import make_vec_env
 from envs.domains import Domain, domains_from_config
@@ -84,13 +85,7 @@ def save_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     """Write RGB uint8 frames as an animated GIF or an MPEG-4 video (by ``path``'s suffix), atomically."""
     fmt = path.suffix.lstrip(".")
     if fmt == "gif":
-        animation = cv2.Animation()
-        animation.frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
-        animation.durations = [round(1000 / fps)] * len(frames)
-        ok, buf = cv2.imencodeanimation(".gif", animation)
-        if not ok:
-            raise RuntimeError(f"OpenCV could not encode {path}")
-        return atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
+        return save_gif(path, frames, round(1000 / fps))
     if fmt != "mp4":
         raise ValueError(f"cannot write {path}: expected a .gif or .mp4 file")
 
