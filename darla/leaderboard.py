@@ -13,7 +13,8 @@ Per vision model, over its seeds (DESIGN §5: IQM with stratified-bootstrap 95% 
 - mean ± std over seeds of each, and the vision stage's headline disentanglement metrics.
 
 Outputs in ``<dir>``: leaderboard.md, leaderboard.csv (one row per vision model), runs.csv (one
-row per run), returns_per_domain.png, disentanglement_vs_transfer.png, training_curves.png.
+row per run), returns_per_domain.png, disentanglement_vs_transfer.png, training_curves.png, and
+transfer_vs_shift.png where targets are graded by a shift's intensity.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class RunResult:
     groups: dict[str, str]  # target domain -> its group, where it has one
     metrics: dict[str, float] = field(default_factory=dict)  # headline title -> score
     curves: list[dict] = field(default_factory=list)  # act's per-domain evaluation history
+    domain_settings: dict[str, dict] = field(default_factory=dict)  # domain -> env id, kwargs, wrappers
 
     def mean_return(self, role: str, group: str | None = None) -> float:
         names = [d for d, r in self.roles.items() if r == role and (group is None or self.groups.get(d) == group)]
@@ -75,7 +77,32 @@ def read_run(path: Path) -> RunResult:
         scores = read_json(Path(see_dir) / "metrics.json")["metrics"]
         metrics = {title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
                    if metric in scores and key in scores[metric]}
-    return RunResult(path, manifest["vision_model"], seed, returns, roles, groups, metrics, curves)
+    settings = read_json(path / "transfer" / "config.json")["domains"]
+    return RunResult(path, manifest["vision_model"], seed, returns, roles, groups, metrics, curves, settings)
+
+
+def graded_shifts(roles: dict[str, str], settings: dict[str, dict]) -> dict[str, list[tuple[float, str]]]:
+    """Target domains that differ only in one appearance shift's intensity, as shift -> [(intensity, domain)].
+
+    A domain counts when it has exactly one shift (envs/shifts.py) with an ``intensity``; domains
+    whose env kwargs or other shift arguments differ form separate series. Series of one domain are
+    left out: there is no size to plot against.
+    """
+    series: dict[str, list[tuple[float, str]]] = {}
+    for name, entry in settings.items():
+        wrappers = entry.get("wrappers") or {}
+        if roles.get(name) != "target" or len(wrappers) != 1:
+            continue
+        (shift, arguments), = wrappers.items()
+        arguments = dict(arguments or {})
+        if "intensity" not in arguments:
+            continue
+        intensity = float(arguments.pop("intensity"))
+        kwargs = {k: v for k, v in entry.items() if k not in ("env_id", "wrappers")}
+        label = ", ".join([shift, *(f"{k}={v}" for k, v in sorted(arguments.items())),
+                           *(f"{k}={v}" for k, v in sorted(kwargs.items()))])
+        series.setdefault(label, []).append((intensity, name))
+    return {label: sorted(points) for label, points in series.items() if len(points) > 1}
 
 
 def find_runs(root: Path) -> list[RunResult]:
@@ -225,6 +252,18 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
     if panels:
         save_png(root / "disentanglement_vs_transfer.png",
                  scatter_plot(panels, title="Disentanglement of the vision against transfer (one dot per run)"))
+
+    # Transfer against shift size, for targets graded by one shift's intensity.
+    shifts = graded_shifts(runs[0].roles, runs[0].domain_settings)
+    if shifts:
+        panels = {label: {model: (np.array([i for i, _ in points]),
+                                  np.array([interquartile_mean([r.domain_returns[d] for r in model_runs])
+                                            for _, d in points]))
+                          for model, model_runs in by_model.items()}
+                  for label, points in shifts.items()}
+        save_png(root / "transfer_vs_shift.png",
+                 curves_plot(panels, title="Return against shift intensity (IQM over seeds)",
+                             xlabel="shift intensity", ylabel="return"))
 
     curves = {}
     for d in [d for d, role in runs[0].roles.items() if role == "source"]:

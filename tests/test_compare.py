@@ -196,3 +196,35 @@ def test_darla_ft_fine_tunes_the_encoder_and_transfer_plays_its_own_copy(quick_r
     # the fine-tuned copy inside the policy is loaded.
     proc = check_ok(run_cli("transfer", "vision_model=darla_ft", f"runs_dir={runs}", "name=ft", *TINY, cwd=tmp_path))
     assert "[transfer] done" in output(proc)
+
+
+def test_graded_shifts_pair_intensities_of_one_shift():
+    from darla.leaderboard import graded_shifts
+
+    roles = {"plain": "source", "hue_0.5": "target", "hue_1.0": "target", "big_hue_0.5": "target",
+             "tint_0.5": "target", "two": "target"}
+    settings = {"plain": {"env_id": "e"},
+                "hue_0.5": {"env_id": "e", "wrappers": {"hue": {"intensity": 0.5}}},
+                "hue_1.0": {"env_id": "e", "wrappers": {"hue": {"intensity": 1.0}}},
+                "big_hue_0.5": {"env_id": "e", "size": 6, "wrappers": {"hue": {"intensity": 0.5}}},
+                "tint_0.5": {"env_id": "e", "wrappers": {"tint": {"intensity": 0.5, "rgb": [0, 0, 255]}}},
+                "two": {"env_id": "e", "wrappers": {"hue": {"intensity": 0.2}, "tint": {"intensity": 0.2}}}}
+    # Only the plain hue targets form a series: the bigger room, the lone tint and the double shift do not.
+    assert graded_shifts(roles, settings) == {"hue": [(0.5, "hue_0.5"), (1.0, "hue_1.0")]}
+
+
+def test_leaderboard_plots_transfer_against_shift_size(comparison, tmp_path):
+    import shutil
+
+    _, tiny, _, _ = comparison
+    shutil.copytree(tiny / "oracle", tmp_path / "graded" / "oracle")
+    for config in (tmp_path / "graded").glob("oracle/seed*/transfer/config.json"):
+        settings = json.loads(config.read_text())
+        # As if the two targets were one env under a hue shift of two sizes.
+        heldout = settings["domains"]["heldout_pairing"]
+        settings["domains"]["heldout_pairing"] = {**heldout, "wrappers": {"hue": {"intensity": 0.5}}}
+        settings["domains"]["sky_red"] = {**heldout, "wrappers": {"hue": {"intensity": 1.0}}}
+        config.write_text(json.dumps(settings))
+    build_leaderboard(tmp_path / "graded")
+    assert (tmp_path / "graded" / "transfer_vs_shift.png").stat().st_size > 0
+    assert not (tiny / "transfer_vs_shift.png").exists()  # CollectGoodObjects' targets are not graded by a shift
