@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from darla.act import load_policy, policy_input_of, read_act_run
 from darla.artifacts import MANIFEST, atomic_write, find_parent, read_json, read_jsonl, write_jsonl
-from darla.config import resolve_device
+from darla.config import plain, resolve_device
 from darla.evaluation import run_episodes
 from darla.images import save_gif
 from darla.latent_env import LatentObservation
@@ -130,7 +130,8 @@ def video_domains(cfg: DictConfig) -> list[tuple[str, Domain]]:
         raise ValueError(f"video.domains={names!r}: expected a list of domain names of env {env.name!r}, "
                          f"e.g. video.domains=[{env.source[0]}]")
     table = OmegaConf.to_container(env.domains, resolve=True)
-    found = domains_from_config(env.id, OmegaConf.to_container(env.kwargs, resolve=True), table, list(names), "video")
+    found = domains_from_config(env.id, OmegaConf.to_container(env.kwargs, resolve=True), table, list(names), "video",
+                                plain(env.get("wrappers")))
     roles = {**{n: "target" for n in env.get("targets") or []}, **{n: "source" for n in env.source}}
     return [(roles.get(d.name, "other"), d) for d in found]
 
