@@ -97,7 +97,8 @@ def run(cfg: DictConfig) -> Path:
     out = run_dir(cfg.runs_dir, cfg.name, "see")
     vm = cfg.vision_model
     if vm.model is None:
-        raise ValueError(f"vision_model={vm.name} has no vision stage (the agent reads raw pixels); "
+        raise ValueError(f"vision_model={vm.name} has no vision stage (its policy reads "
+                         f"{vm.get('policy_input', 'pixels')}, not a vision model's latents); "
                          f"run `python -m darla.stage act vision_model={vm.name}`")
     vision_domains = domains(cfg, "vision") if cfg.env.vision else []
     dataset_spec = cfg.env.get("factor_dataset")

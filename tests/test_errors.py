@@ -22,7 +22,8 @@ from vision_models import BetaVAE
 def test_unknown_stage_lists_the_valid_ones(tmp_path):
     proc = run_cli("sea", "runs_dir=runs", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
-    assert "unknown stage 'sea'" in proc.stderr and "see, act, transfer, diagnose, all" in proc.stderr
+    assert "unknown stage 'sea'" in proc.stderr
+    assert "valid stages: see, act, transfer, diagnose, video, all, compare, leaderboard" in proc.stderr
     assert not (tmp_path / "runs").exists()
 
 
