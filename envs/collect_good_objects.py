@@ -163,9 +163,29 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         # objects and agent pose of the same seed without them (domains differ only in what they name).
         self.place_agent()
         for _ in range(self.num_distractors):
-            self.place_entity(ColouredBox(self.distractor_rgb, DISTRACTOR, self.object_size))
+            self._place_if_room(ColouredBox(self.distractor_rgb, DISTRACTOR, self.object_size))
         self.objects: list[ColouredBox] = [e for e in self.entities if e is not self.agent]
         self.collected = np.zeros(len(self.objects), dtype=bool)
+
+    def _place_if_room(self, entity: Box, max_tries: int = 2_000) -> bool:
+        """Place ``entity`` where it touches nothing, as Miniworld's place_entity does, but give up
+        after ``max_tries`` positions instead of looping forever.
+
+        Boxes dropped one by one can leave no free spot in a small room (it happened to a distractor
+        with 6 objects and the agent in the 5 m room, hanging a worker). The random draws are the
+        same as place_entity's, so every layout that fits is exactly the one place_entity makes.
+        """
+        rooms = list(self.rooms)
+        for _ in range(max_tries):
+            room = rooms[self.np_random.choice(len(rooms), p=self.room_probs)]
+            pos = self.np_random.uniform(low=[room.min_x - entity.radius, 0, room.min_z - entity.radius],
+                                         high=[room.max_x + entity.radius, 0, room.max_z + entity.radius])
+            if not room.point_inside(pos) or self.intersect(entity, pos, entity.radius):
+                continue
+            entity.pos, entity.dir = pos, self.np_random.uniform(-math.pi, math.pi)
+            self.entities.append(entity)
+            return True
+        return False
 
     def _collect_ahead(self) -> float:
         """Collect every good or bad object the forward move would bump into; return the reward."""

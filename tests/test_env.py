@@ -273,3 +273,13 @@ def test_vision_domains_never_hold_the_heldout_pairing():
     # The source domains are DARLA's three training pairings.
     assert {(resolved_kwargs(d)["object_set"], resolved_kwargs(d)["room_style"]) for d in config_domains("source")} == \
            {("hat_can", "default"), ("cake_balloon", "default"), ("cake_balloon", "alternative")}
+
+
+def test_a_room_too_full_for_every_distractor_places_what_fits_instead_of_hanging():
+    from envs.collect_good_objects import CollectGoodObjects
+
+    env = CollectGoodObjects(num_distractors=10)  # 6 objects, the agent and 10 boxes do not fit in 5 x 5 m
+    _, info = env.reset(seed=0)
+    kinds = info["factors"]["object_kind"]
+    assert (kinds != 0).sum() == 6 and 0 < (kinds == 0).sum() < 10  # the task's objects always, distractors as room allows
+    env.close()
