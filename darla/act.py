@@ -49,13 +49,12 @@ def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, view: P
                      tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **hyperparameters)
 
 
-def policy_view(cfg: DictConfig) -> tuple[PolicyInput, dict | None]:
-    """What this act run's policy reads, and the manifest of the see run it reads through (if any)."""
+def policy_view(cfg: DictConfig) -> PolicyInput:
+    """What this act run's policy reads (with the see run it reads through, if any)."""
     kind = policy_input_kind(cfg.vision_model)
     if kind not in ("latents", "fine_tune"):
-        return PolicyInput.load(kind, None), None
-    see_dir = find_parent(cfg.act.see_run, cfg.runs_dir, "see")
-    return PolicyInput.load(kind, see_dir), read_json(see_dir / MANIFEST)
+        return PolicyInput.load(kind, None)
+    return PolicyInput.load(kind, find_parent(cfg.act.see_run, cfg.runs_dir, "see"))
 
 
 class SourceEvaluation(BaseCallback):
@@ -160,7 +159,8 @@ def run(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.policy_threads)
     source: list[Domain] = domains(cfg, "source")
-    view, see_manifest = policy_view(cfg)
+    view = policy_view(cfg)
+    see_manifest = view.see_manifest
     if see_manifest is not None:
         # domains() has checked that the env's frames are env.observation_shape.
         check_parent(view.see_dir, see_manifest, {"input_shape": list(cfg.env.observation_shape)})
@@ -235,12 +235,11 @@ def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, d
 def policy_input_of(act_dir: Path, manifest: dict) -> PolicyInput:
     """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
     see_dir = Path(manifest["see_dir"]) if manifest["see_dir"] else None
-    if see_dir is not None:
-        see_hash = read_json(see_dir / MANIFEST)["content_hash"]
-        if see_hash != manifest["see_hash"]:
-            raise ValueError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
-                             f"but {see_dir} now holds {see_hash}")
-    return PolicyInput.load(manifest["policy_input"], see_dir)
+    view = PolicyInput.load(manifest["policy_input"], see_dir)
+    if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
+        raise ValueError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
+                         f"but {see_dir} now holds {view.see_manifest['content_hash']}")
+    return view
 
 
 @hydra.main(config_path="../configs", config_name="act", version_base="1.3")

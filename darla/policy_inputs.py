@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 
+from darla.artifacts import MANIFEST, read_json
 from darla.see import load_vision_model
 from darla.vec_env import make_vec_env
 from envs.domains import Domain
@@ -67,13 +68,18 @@ class PolicyInput:
     kind: str
     see_dir: Path | None = None
     encoder: torch.nn.Module | None = None  # the frozen vision model, for kind == "latents"
+    see_manifest: dict | None = None  # the manifest of see_dir
 
     @classmethod
     def load(cls, kind: str, see_dir: Path | None) -> "PolicyInput":
-        if kind in ("latents", "fine_tune") and see_dir is None:
+        if kind not in ("latents", "fine_tune"):
+            return cls(kind)
+        if see_dir is None:
             raise ValueError(f"policy_input={kind} needs the see run that trained the encoder")
-        encoder = load_vision_model(see_dir)[0] if kind == "latents" else None
-        return cls(kind, see_dir if kind in ("latents", "fine_tune") else None, encoder)
+        if kind == "latents":
+            encoder, manifest = load_vision_model(see_dir)
+            return cls(kind, see_dir, encoder, manifest)
+        return cls(kind, see_dir, None, read_json(see_dir / MANIFEST))
 
     @property
     def policy(self) -> str:

@@ -192,8 +192,7 @@ def test_darla_ft_fine_tunes_the_encoder_and_transfer_plays_its_own_copy(quick_r
     # The frozen DARLA policy of the same see run leaves it untouched: its policy holds no encoder.
     frozen = load_file(quick_run.act / "policy.safetensors")
     assert not any(k.startswith("features_extractor.vision.") for k in frozen)
-    # The see run's weights are not what transfer plays: changing them is refused (hash), and
-    # the fine-tuned copy inside the policy is loaded.
+    # transfer rebuilds the policy with its own fine-tuned encoder and plays it.
     proc = check_ok(run_cli("transfer", "vision_model=darla_ft", f"runs_dir={runs}", "name=ft", *TINY, cwd=tmp_path))
     assert "[transfer] done" in output(proc)
 
