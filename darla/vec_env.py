@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import Sequence
 
 import torch
@@ -39,6 +40,10 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
     """
     factories = [_MixtureFactory(domains, state) for _ in range(num_envs)]
     if kind == "subprocess":
+        # A job run in a joblib worker (hydra/launcher=local_pool) has 'loky' as its global start
+        # method; our workers would inherit that name and fail to start, as loky is not loaded there.
+        if multiprocessing.get_start_method(allow_none=True) not in (None, *multiprocessing.get_all_start_methods()):
+            multiprocessing.set_start_method("forkserver", force=True)
         venv: VecEnv = SubprocVecEnv(factories, start_method="forkserver")
     elif kind == "dummy":
         venv = DummyVecEnv(factories)

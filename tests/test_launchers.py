@@ -49,9 +49,12 @@ def live_processes(group: int) -> list[int]:
 
 
 def test_joblib_sweep_runs_every_job_into_its_own_directory(tmp_path):
+    """Jobs in joblib's (loky) workers start their own forkserver env workers, as a real sweep does."""
     runs = tmp_path / "runs"
-    proc = check_ok(run_cli(*sweep_args(runs, "local_pool", "seed=0,1", "name=sweep/${vision_model.name}/seed${seed}",
-                                        "act.total_timesteps=256"), cwd=tmp_path, timeout=300))
+    args = sweep_args(runs, "local_pool", "seed=0,1", "name=sweep/${vision_model.name}/seed${seed}",
+                      "act.total_timesteps=256")
+    args = tuple({"vec_env=dummy": "vec_env=subprocess", "num_envs=1": "num_envs=2"}.get(a, a) for a in args)
+    proc = check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
     assert "Joblib.Parallel(n_jobs=2" in output(proc)
     for seed in (0, 1):
         run = runs / "sweep" / "random_cnn" / f"seed{seed}"
