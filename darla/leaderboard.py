@@ -115,6 +115,13 @@ def find_runs(root: Path) -> list[RunResult]:
     return sorted(runs, key=lambda r: (r.vision_model, r.seed))
 
 
+def unfinished_runs(root: Path) -> list[str]:
+    """Runs under ``root`` that started a stage but have no finished transfer yet (left out of the
+    leaderboard), as paths relative to ``root``: a sweep still going, or jobs that failed."""
+    started = {c.parent.parent for stage in ("see", "act", "transfer") for c in root.glob(f"**/{stage}/config.json")}
+    return sorted(str(run.relative_to(root)) for run in started if not (run / "transfer" / MANIFEST).exists())
+
+
 def _interval(table: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
     """IQM, its stratified-bootstrap 95% interval, and mean ± std over seeds of a (seeds, domains) table."""
     per_seed = table.mean(axis=1)
@@ -216,6 +223,9 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
             "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
             "Metrics: mean over seeds of the vision stage's scores.\n\n"
             f"{markdown_table(rows)}\n\nRuns: {seeds_note}.\n")
+    unfinished = unfinished_runs(root)
+    if unfinished:
+        text += f"\nUnfinished, left out ({len(unfinished)}): {', '.join(unfinished)}.\n"
     atomic_write(root / "leaderboard.md", lambda tmp: tmp.write_text(text))
     atomic_write(root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows)))
     atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))

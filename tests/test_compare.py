@@ -116,6 +116,18 @@ def test_leaderboard_refuses_runs_on_different_domains_and_an_empty_directory(co
     assert proc.returncode != 0 and "no finished runs" in output(proc)
 
 
+def test_leaderboard_names_the_runs_it_leaves_out_unfinished(comparison, tmp_path):
+    import shutil
+
+    _, tiny, _, _ = comparison
+    shutil.copytree(tiny / "random_cnn", tmp_path / "partial" / "random_cnn")
+    (tmp_path / "partial" / "random_cnn" / "seed1" / "transfer" / "manifest.json").unlink()
+    rows = build_leaderboard(tmp_path / "partial")
+    assert [r["seeds"] for r in rows] == [1]
+    assert "Unfinished, left out (1): random_cnn/seed1." in (tmp_path / "partial" / "leaderboard.md").read_text()
+    assert "Unfinished" not in (tiny / "leaderboard.md").read_text()
+
+
 def test_stratified_bootstrap_resamples_seeds_within_each_domain():
     rng = np.random.default_rng(0)
     # Each domain constant over seeds: every resample is the same table, so the interval is a point.
