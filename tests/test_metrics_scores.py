@@ -310,6 +310,30 @@ def test_sampled_mig_uninformative_and_duplicated_codes_score_zero():
     assert compute_sampled_mig(duplicated, np.random.default_rng(0), **SMALL_SAMPLED)["sampled_mig"] < 0.05
 
 
+def test_sampled_mig_of_a_fingerprint_latent_stays_within_one_with_few_components():
+    # Latent 0 names its grid point (narrow posteriors far apart), so it holds all of every factor's
+    # entropy and the gap is exactly 1. With fewer components than grid points, an estimate that
+    # must find a sample's own x among random components found it far more often within a slice than
+    # in the whole grid, and scored 34 (200 components) to 1000 (20) here.
+    mean = np.stack([np.arange(len(GRID), dtype=float), np.zeros(len(GRID))], axis=1)
+    codes = make_codes(mean, np.full(mean.shape, NARROW))
+    for num_components in (1, 20, 200):
+        score = compute_sampled_mig(codes, np.random.default_rng(0), num_samples=1000,
+                                    num_components=num_components)["sampled_mig"]
+        assert score == pytest.approx(1.0, abs=0.02)
+
+
+def test_log_mixture_density_leaves_out_each_samples_own_components():
+    rng = np.random.default_rng(1)
+    points, means, logvars = rng.normal(size=(4, 2)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) - 1
+    sample_ids, component_ids = np.array([0, 1, 2, 9]), np.array([0, 1, 1])
+    got = _log_mixture_density(points, means, logvars, exclude=(sample_ids, component_ids))
+    for s, kept in enumerate([[1, 2], [0], [0, 1, 2], [0, 1, 2]]):
+        np.testing.assert_allclose(got[s], _log_mixture_density(points[s:s + 1], means[kept], logvars[kept])[0], atol=1e-5)
+    alone = _log_mixture_density(points[:1], means[:1], logvars[:1], exclude=(np.array([0]), np.array([0])))
+    assert np.all(alone == -np.inf)
+
+
 def test_sampled_mig_scores_only_the_chosen_factors():
     # Factor 0 is not encoded at all: over all factors the gap is ~2/3, without it ~1.
     mean = np.concatenate([GRID[:, 1:], np.zeros((len(GRID), 1))], axis=1)
