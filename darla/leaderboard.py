@@ -206,6 +206,11 @@ def runs_csv_text(runs: list[RunResult]) -> str:
     return out.getvalue()
 
 
+def bootstrap_rng(vision_model: str) -> np.random.Generator:
+    """One bootstrap stream per model, so a model's intervals do not depend on the other rows."""
+    return np.random.default_rng([BOOTSTRAP_SEED, *vision_model.encode()])
+
+
 def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
     """Gather the runs under ``root`` and write the leaderboard files and plots there."""
     root = Path(root)
@@ -214,8 +219,7 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
     models = list(dict.fromkeys([*(m for m in order or [] if any(r.vision_model == m for r in runs)),
                                  *(r.vision_model for r in runs)]))
     by_model = {m: [r for r in runs if r.vision_model == m] for m in models}
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    rows = [summarize_model(by_model[m], rng) for m in models]
+    rows = [summarize_model(by_model[m], bootstrap_rng(m)) for m in models]
 
     seeds_note = ", ".join(f"{m}: seeds {[r.seed for r in by_model[m]]}" for m in models)
     text = (f"# Leaderboard: {root.name}\n\n"
@@ -229,15 +233,16 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
     atomic_write(root / "leaderboard.md", lambda tmp: tmp.write_text(text))
     atomic_write(root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows)))
     atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))
-    _plot(root, runs, by_model, rng)
+    _plot(root, runs, by_model)
     return rows
 
 
-def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]], rng: np.random.Generator) -> None:
+def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]]) -> None:
     domains = list(runs[0].roles)
     per_domain = {}
     for model, model_runs in by_model.items():
         per_domain[model] = []
+        rng = bootstrap_rng(model)
         for d in domains:
             values = np.array([[r.domain_returns[d]] for r in model_runs])
             per_domain[model].append((interquartile_mean(values.ravel()), *stratified_bootstrap_ci(values, rng, resamples=500)))

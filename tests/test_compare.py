@@ -128,6 +128,29 @@ def test_leaderboard_names_the_runs_it_leaves_out_unfinished(comparison, tmp_pat
     assert "Unfinished" not in (tiny / "leaderboard.md").read_text()
 
 
+def test_a_models_leaderboard_row_does_not_depend_on_the_other_rows(comparison, tmp_path):
+    import shutil
+
+    _, tiny, _, _ = comparison
+    # Six runs of random_cnn with distinct returns (copies of the two real ones, shifted), so that
+    # the bootstrap intervals depend on the random draws; the oracle's two runs come first beside it.
+    for copy in range(6):
+        run = tmp_path / "alone" / "random_cnn" / f"seed{copy}"
+        shutil.copytree(tiny / "random_cnn" / f"seed{copy % 2}", run)
+        episodes = run / "transfer" / "episodes.jsonl"
+        rows = read_jsonl(episodes)
+        for i, r in enumerate(rows):
+            r["return"] += 0.37 * copy + 0.11 * (i % 7)
+        episodes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copytree(tmp_path / "alone", tmp_path / "beside")
+    shutil.copytree(tiny / "oracle", tmp_path / "beside" / "oracle")
+    alone = build_leaderboard(tmp_path / "alone")
+    beside = build_leaderboard(tmp_path / "beside", order=["oracle", "random_cnn"])
+    assert [r["vision_model"] for r in beside] == ["oracle", "random_cnn"]
+    assert alone[0]["source"]["ci_low"] < alone[0]["source"]["ci_high"]
+    assert alone == beside[1:]  # bootstrap intervals included: each model draws from its own stream
+
+
 def test_stratified_bootstrap_resamples_seeds_within_each_domain():
     rng = np.random.default_rng(0)
     # Each domain constant over seeds: every resample is the same table, so the interval is a point.
