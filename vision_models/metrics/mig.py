@@ -176,7 +176,7 @@ def _log_mixture_density(points: np.ndarray, means: np.ndarray, logvars: np.ndar
         keep = torch.ones((points_t.shape[1], means.shape[0]), dtype=torch.bool)
     else:
         keep = torch.from_numpy(np.asarray(exclude[0])[:, None] != np.asarray(exclude[1])[None, :])
-    log_counts = keep.sum(dim=1).clamp_(min=1).float().log_()  # (S,); a sample with none left gets log 0 = -inf
+    log_counts = keep.sum(dim=1).clamp_(min=1).float().log_()  # (S,); clamped: none left gives -inf, not nan
     result = torch.empty(points_t.shape, dtype=torch.float32)
     for start in range(0, points_t.shape[1], _SAMPLES_PER_CHUNK):
         chunk = points_t[:, start:start + _SAMPLES_PER_CHUNK, None]  # (D, s, 1)
