@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from vision_models.beta_tcvae import gaussian_log_density
 from vision_models.metrics.codes import FactorCodes
 
 # Samples whose mixture densities are evaluated at once: samples x components x latents float32 values.
@@ -145,8 +146,8 @@ def _log_population_density(codes: FactorCodes, points: np.ndarray, own_rows: np
     component_rows = codes.rows(component_factors)
     others = _log_mixture_density(points, codes.mean[component_rows], codes.logvar[component_rows],
                                   exclude=(own_rows, component_rows))
-    own_mean, own_logvar = codes.mean[own_rows].astype(np.float64), codes.logvar[own_rows].astype(np.float64)
-    own = -0.5 * (math.log(2 * math.pi) + own_logvar + (points - own_mean) ** 2 * np.exp(-own_logvar))
+    own = gaussian_log_density(*(torch.from_numpy(np.asarray(a, np.float64))
+                                 for a in (points, codes.mean[own_rows], codes.logvar[own_rows]))).numpy()
     if population_size == 1:
         return own
     with np.errstate(divide="ignore"):  # others is -inf for a sample whose components are all its own x
