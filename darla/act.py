@@ -4,8 +4,9 @@ The vision model from the see run is loaded frozen; every step's observations ar
 in one batch and the policy (MlpPolicy) sees the latent means. The baselines read something else
 (darla/policy_inputs.py): vision_model=pixels learns end to end from frames with SB3's CnnPolicy,
 darla_ft trains the see run's encoder on with the policy, oracle reads the env's true task state.
-The agent is evaluated periodically on each source domain (logged under its own
-name); the best policy, chosen on source domains only, is kept.
+Training runs in segments of ``act.eval_every`` steps; after each the agent is evaluated on each
+source domain (logged under its own name) and checkpointed; the best policy, chosen on source
+domains only, is kept.
 
 Outputs in runs/<name>/act/: policy.safetensors (best on source), checkpoint/ (resume state),
 eval.jsonl (per-domain evaluation curves), tensorboard/, manifest.json. Nothing is pickled:
@@ -26,9 +27,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.artifacts import (MANIFEST, check_parent, file_hash, find_parent, load_state, load_weights, read_json,
-                             run_dir, save_npz, save_state, save_weights, versions, write_json, write_jsonl)
-from darla.config import domain_settings, domains, plain, resolve_device, start_run
+from darla.artifacts import (MANIFEST, check_parent, find_parent, load_state, load_weights, read_manifest, read_npz,
+                             rng_state, run_dir, save_npz, save_state, save_weights, set_rng_state, versions,
+                             write_jsonl, write_manifest)
+from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
+from darla.errors import UserError, user_facing
 from darla.evaluation import describe, run_episodes
 from darla.policy_inputs import PolicyInput, policy_input_kind
 from envs.domains import Domain
@@ -42,7 +45,7 @@ def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, view: P
     """A fresh SB3 agent from its config, with the policy class ``view`` reads through."""
     algorithm = ALGORITHMS.get(agent_cfg.algorithm)
     if algorithm is None:
-        raise ValueError(f"agent.algorithm={agent_cfg.algorithm!r} is not known; expected one of {sorted(ALGORITHMS)}")
+        raise UserError(f"agent.algorithm={agent_cfg.algorithm!r} is not known; expected one of {sorted(ALGORITHMS)}")
     hyperparameters = plain(agent_cfg.hyperparameters)
     hyperparameters["policy_kwargs"] = {**hyperparameters.get("policy_kwargs", {}), **view.policy_kwargs()}
     return algorithm(view.policy, env, seed=seed, device=device, verbose=0,
@@ -57,78 +60,95 @@ def policy_view(cfg: DictConfig) -> PolicyInput:
     return PolicyInput.load(kind, find_parent(cfg.act.see_run, cfg.runs_dir, "see"))
 
 
-class SourceEvaluation(BaseCallback):
-    """Every ``eval_every`` steps: evaluate on each source domain, keep the best policy, checkpoint.
+class KeepSchedules(BaseCallback):
+    """Training runs in segments (one ``learn`` call between evaluations); this keeps SB3's
+    schedules (DQN's exploration rate) on the whole run's length rather than the segment's."""
 
-    The best policy is chosen on the mean return over source domains only. The checkpoint
-    (policy, optimiser, counters, evaluation history, DQN's replay buffer) is written right
-    after each evaluation, so a resumed run repeats no evaluation and loses at most
-    ``eval_every`` steps.
+    def __init__(self, total_timesteps: int):
+        super().__init__()
+        self.total_timesteps = total_timesteps
+
+    def _on_training_start(self) -> None:
+        self.model._total_timesteps = self.total_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class Training:
+    """The act run's state between segments: evaluation history, best policy, and the checkpoint.
+
+    Every segment starts its training episodes afresh from seeds fixed by the run's seed and step
+    count, so the checkpoint written after each evaluation (agent parameters and optimiser, DQN's
+    replay buffer, counters and the random generators of torch, numpy, Python and the action space)
+    holds everything the rest of the run depends on: a killed run resumed from it ends with the same
+    weights, bit for bit on CPU, as one never interrupted.
     """
 
-    def __init__(self, out: Path, eval_env: VecEnv, domain_names: list[str], eval_every: int, episodes: int,
+    def __init__(self, out: Path, agent: BaseAlgorithm, eval_env: VecEnv, domain_names: list[str], episodes: int,
                  deterministic: bool):
-        super().__init__()
-        self.out, self.eval_env, self.domain_names = out, eval_env, domain_names
-        self.eval_every, self.episodes, self.deterministic = eval_every, episodes, deterministic
+        self.out, self.agent, self.eval_env, self.domain_names = out, agent, eval_env, domain_names
+        self.episodes, self.deterministic = episodes, deterministic
         self.history: list[dict] = []
         self.best = {"timesteps": 0, "mean": -np.inf}  # best source mean return so far, and when
-        self.next_eval = eval_every
-
-    # -- checkpoint ---------------------------------------------------------------------------
 
     @property
     def checkpoint(self) -> Path:
         return self.out / "checkpoint" / "state.safetensors"
 
     def save_checkpoint(self) -> None:
-        agent = self.model
+        agent = self.agent
         state = {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict(),
                  "num_timesteps": agent.num_timesteps, "n_calls": getattr(agent, "_n_calls", 0),
-                 "history": self.history, "best": self.best, "next_eval": self.next_eval}
+                 "n_updates": getattr(agent, "_n_updates", 0), "history": self.history, "best": self.best,
+                 "rng": {**rng_state(), "action_space": agent.action_space.np_random.bit_generator.state}}
         if isinstance(agent, DQN):
             buffer = agent.replay_buffer
             arrays = {k: getattr(buffer, k) for k in ("observations", "next_observations", "actions", "rewards",
                                                       "dones", "timeouts") if getattr(buffer, k, None) is not None}
-            save_npz(self.out / "checkpoint" / "replay_buffer.npz", pos=buffer.pos, full=buffer.full, **arrays)
+            save_npz(self.out / "checkpoint" / "replay_buffer.npz", pos=buffer.pos, full=buffer.full,
+                     timesteps=agent.num_timesteps, **arrays)
         save_state(self.checkpoint, state)
 
-    def restore(self, agent: BaseAlgorithm) -> None:
-        """Load the last checkpoint, if any, into ``agent`` and this callback."""
+    def restore(self) -> None:
+        """Load the last checkpoint, if any, into the agent and this object."""
         if not self.checkpoint.exists():
             return
-        state = load_state(self.checkpoint)
+        agent, state = self.agent, load_state(self.checkpoint)
         agent.policy.load_state_dict(state["policy"])
         agent.policy.optimizer.load_state_dict(state["optimizer"])
         agent.num_timesteps = int(state["num_timesteps"])
         if hasattr(agent, "_n_calls"):
             agent._n_calls = int(state["n_calls"])
-        self.history, self.next_eval = list(state["history"]), int(state["next_eval"])
+        agent._n_updates = int(state["n_updates"])
+        self.history = list(state["history"])
         self.best = {"timesteps": int(state["best"]["timesteps"]), "mean": float(state["best"]["mean"])}
-        buffer_file = self.out / "checkpoint" / "replay_buffer.npz"
-        if isinstance(agent, DQN) and buffer_file.exists():
-            with np.load(buffer_file, allow_pickle=False) as saved:
-                for key in saved.files:
-                    if key in ("pos", "full"):
-                        setattr(agent.replay_buffer, key, saved[key].item())
-                    else:
-                        getattr(agent.replay_buffer, key)[...] = saved[key]
+        set_rng_state(state["rng"])
+        agent.action_space.np_random.bit_generator.state = state["rng"]["action_space"]
+        if isinstance(agent, DQN):
+            saved = read_npz(self.out / "checkpoint" / "replay_buffer.npz")
+            if int(saved.pop("timesteps")) != agent.num_timesteps:
+                raise UserError(f"{self.out / 'checkpoint'}: the replay buffer and the agent's state are from different "
+                                f"steps (a kill between the two writes); delete the act run and start it again")
+            agent.replay_buffer.pos, agent.replay_buffer.full = int(saved.pop("pos")), bool(saved.pop("full"))
+            for key, array in saved.items():
+                getattr(agent.replay_buffer, key)[...] = array
         print(f"[act] resuming from {self.checkpoint} at {agent.num_timesteps} steps")
 
-    # -- evaluation ---------------------------------------------------------------------------
-
     def evaluate(self) -> None:
-        agent = self.model
+        """Evaluate on each source domain (fixed seeds; the training RNG streams are left as they were)."""
+        agent = self.agent
         act = lambda obs: agent.predict(obs, deterministic=self.deterministic)[0]  # noqa: E731
         means = {}
         for i, name in enumerate(self.domain_names):
             episodes = run_episodes(self.eval_env, act, EVAL_SEED + 1000 * i, self.episodes, domain=name)
             stats = describe([e["return"] for e in episodes])
             means[name] = stats["mean"]
-            self.logger.record(f"eval/{name}/mean_return", stats["mean"])
+            agent.logger.record(f"eval/{name}/mean_return", stats["mean"])
             self.history.append({"timesteps": agent.num_timesteps, "domain": name, **stats})
         source_mean = float(np.mean(list(means.values())))
-        self.logger.record("eval/source_mean_return", source_mean)
+        agent.logger.record("eval/source_mean_return", source_mean)
+        agent.logger.dump(agent.num_timesteps)
         print(f"[act] {agent.num_timesteps} steps: source mean return {source_mean:.3f} "
               + " ".join(f"{k}={v:.2f}" for k, v in means.items()))
         if source_mean > self.best["mean"]:
@@ -136,25 +156,39 @@ class SourceEvaluation(BaseCallback):
             save_weights(self.out / "policy.safetensors", agent.policy)
         write_jsonl(self.out / "eval.jsonl", self.history)
 
-    def evaluate_and_checkpoint(self) -> None:
+    def check_finite(self) -> None:
         # SB3 does not stop on a diverged loss; stop here, before a NaN policy can overwrite the
         # best policy or the last good checkpoint.
-        bad = [name for name, p in self.model.policy.named_parameters() if not torch.isfinite(p).all()]
+        bad = [name for name, p in self.agent.policy.named_parameters() if not torch.isfinite(p).all()]
         if bad:
+            kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
+                    else "no checkpoint had been written yet")
             raise FloatingPointError(f"[act] policy parameters {bad[:3]} became non-finite by step "
-                                     f"{self.model.num_timesteps}; stopped, the last good checkpoint "
-                                     f"{self.checkpoint} is kept")
-        self.evaluate()
-        self.next_eval = self.model.num_timesteps + self.eval_every
-        self.save_checkpoint()
+                                     f"{self.agent.num_timesteps}; stopped, {kept}")
 
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.next_eval:
-            self.evaluate_and_checkpoint()
-        return True
+
+def train(agent: BaseAlgorithm, training: Training, train_env: VecEnv, cfg: DictConfig) -> None:
+    """Train to ``act.total_timesteps`` in segments of ``act.eval_every`` steps, each followed by an
+    evaluation on the source domains and a checkpoint.
+
+    Each segment resets the training envs with seed ``seed + steps so far``: the one way a run
+    differs from a single SB3 ``learn`` call (episodes are cut at each evaluation, every 25k steps by
+    default), and what lets an interrupted run resume exactly.
+    """
+    total = cfg.act.total_timesteps
+    schedules = KeepSchedules(total)
+    while agent.num_timesteps < total:
+        train_env.seed(cfg.seed + agent.num_timesteps)
+        agent._last_obs = None  # learn() resets the envs (with the seeds just set) when it has no last observation
+        agent.learn(min(cfg.act.eval_every, total - agent.num_timesteps), callback=schedules,
+                    reset_num_timesteps=False, progress_bar=True, tb_log_name=cfg.agent.name)
+        training.check_finite()
+        training.evaluate()
+        training.save_checkpoint()
 
 
 def run(cfg: DictConfig) -> Path:
+    prepare(cfg)
     out = run_dir(cfg.runs_dir, cfg.name, "act")
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.policy_threads)
@@ -163,35 +197,31 @@ def run(cfg: DictConfig) -> Path:
     see_manifest = view.see_manifest
     if see_manifest is not None:
         # domains() has checked that the env's frames are env.observation_shape.
+        check_env(view.see_dir, see_manifest, cfg)
         check_parent(view.see_dir, see_manifest, {"input_shape": list(cfg.env.observation_shape)})
     settings = {"source_domains": domain_settings(source), "agent": plain(cfg.agent), "seed": cfg.seed,
                 "num_envs": cfg.num_envs, "vision_model": cfg.vision_model.name, "policy_input": view.kind,
                 "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},
                 "see_hash": see_manifest["content_hash"] if see_manifest else None}
-    if start_run(out, settings, cfg.overwrite):
+    if start_run(out, settings, cfg):
         print(f"[act] {out} is finished with these settings; nothing to do")
         return out
     t0 = time.perf_counter()
     train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device)
-    # Evaluation runs in this process, between updates, one source domain at a time.
+    # Evaluation runs in this process, between segments, one source domain at a time.
     eval_env = view.vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, device)
-    agent = build_agent(cfg.agent, train_env, cfg.seed, device, view, tensorboard_log=out / "tensorboard")
-    evaluation = SourceEvaluation(out, eval_env, [d.name for d in source], cfg.act.eval_every, cfg.act.eval_episodes, cfg.act.deterministic)
-    evaluation.restore(agent)
     try:
-        remaining = cfg.act.total_timesteps - agent.num_timesteps
-        if remaining > 0:
-            agent.learn(remaining, callback=evaluation, reset_num_timesteps=False, progress_bar=True,
-                        tb_log_name=cfg.agent.name)
-        # The last evaluation must see the final policy (learn() runs the callback as it goes).
-        if evaluation.history[-1]["timesteps"] < agent.num_timesteps:
-            evaluation.evaluate_and_checkpoint()
+        agent = build_agent(cfg.agent, train_env, cfg.seed, device, view, tensorboard_log=out / "tensorboard")
+        training = Training(out, agent, eval_env, [d.name for d in source], cfg.act.eval_episodes,
+                            cfg.act.deterministic)
+        training.restore()
+        train(agent, training, train_env, cfg)
     finally:
         train_env.close()
         eval_env.close()
 
-    best = evaluation.best
-    manifest = {
+    best = training.best
+    write_manifest(out, {
         "stage": "act",
         "agent": plain(cfg.agent),
         "vision_model": cfg.vision_model.name,
@@ -200,32 +230,39 @@ def run(cfg: DictConfig) -> Path:
         "see_dir": str(view.see_dir) if view.see_dir else None,
         "see_hash": settings["see_hash"],
         "observation_shape": list(train_env.observation_space.shape),
+        "action_space": space_record(train_env.action_space),
         "env_id": cfg.env.id,
+        "env_name": cfg.env.name,
         "source_domains": [d.name for d in source],
         "timesteps": int(agent.num_timesteps),
         "best": best,
         "train_seconds": time.perf_counter() - t0,
         "versions": versions(),
-        "content_hash": file_hash(out / "policy.safetensors"),
-    }
-    write_json(out / MANIFEST, manifest)
+    })
     print(f"[act] done: {out} (best source mean return {best['mean']:.3f} at {best['timesteps']} steps)")
     return out
 
 
+def space_record(space) -> dict:
+    """An action space as data, to check that a later stage's env acts the same way."""
+    return {"type": type(space).__name__, "shape": list(space.shape or ()),
+            **({"n": int(space.n)} if hasattr(space, "n") else {})}
+
+
 def read_act_run(act_dir: Path) -> dict:
-    """The manifest of a finished act run, after checking its policy file against the manifest's hash."""
-    manifest = read_json(act_dir / MANIFEST)
-    if file_hash(act_dir / "policy.safetensors") != manifest["content_hash"]:
-        raise ValueError(f"{act_dir / 'policy.safetensors'} does not match the hash in its manifest; "
-                         f"the act run was changed after it finished")
+    """The manifest of a finished act run, after checking it and its policy file against its content hash."""
+    manifest = read_manifest(act_dir, "act")
+    if manifest.get("agent", {}).get("algorithm") not in ALGORITHMS:
+        raise UserError(f"{act_dir / MANIFEST}: agent.algorithm is {manifest.get('agent', {}).get('algorithm')!r}; "
+                        f"expected one of {sorted(ALGORITHMS)}")
     return manifest
 
 
 def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, device: torch.device) -> BaseAlgorithm:
     """Rebuild the trained agent from its act run: config from the manifest (see read_act_run),
     parameters from safetensors."""
-    check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape)})
+    check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape),
+                                      "action_space": space_record(env.action_space)})
     agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device, view=view)
     load_weights(act_dir / "policy.safetensors", agent.policy)
     agent.policy.set_training_mode(False)
@@ -234,14 +271,15 @@ def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, d
 
 def policy_input_of(act_dir: Path, manifest: dict) -> PolicyInput:
     """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
-    see_dir = Path(manifest["see_dir"]) if manifest["see_dir"] else None
+    see_dir = Path(manifest["see_dir"]) if manifest.get("see_dir") else None
     view = PolicyInput.load(manifest["policy_input"], see_dir)
     if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
-        raise ValueError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
+        raise UserError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
                          f"but {see_dir} now holds {view.see_manifest['content_hash']}")
     return view
 
 
 @hydra.main(config_path="../configs", config_name="act", version_base="1.3")
+@user_facing("act")
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -16,6 +17,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
+
+from darla.errors import UserError
 
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
@@ -48,7 +51,17 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}, line {number}, is not valid JSON ({err}); the file is damaged") from None
+    return records
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> Path:
@@ -59,13 +72,28 @@ def save_npz(path: Path, **arrays: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
+def read_npz(path: Path, *keys: str) -> dict[str, np.ndarray]:
+    """Arrays of an .npz written by :func:`save_npz` (all of them, or ``keys``), never unpickling."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in (keys or data.files)}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except KeyError as err:
+        raise UserError(f"{path} has no array {err}; it was not written by this stage") from None
+    except Exception as err:  # BadZipFile, a truncated member, an object array
+        raise UserError(f"{path} is damaged or not an array file ({type(err).__name__}: {err}); delete it and run "
+                        f"the stage again") from None
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON: {err}") from None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -127,6 +155,23 @@ def load_state(path: Path) -> dict[str, Any]:
     return nested
 
 
+def rng_state() -> dict[str, Any]:
+    """The global random generators of torch (CPU), numpy and Python, for a checkpoint."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "python": [version, list(internal), gauss]}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved (after :func:`load_state`)."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
+
+
 def save_weights(path: Path, module: torch.nn.Module) -> Path:
     """A module's parameters and buffers as a flat safetensors file (what later stages load).
 
@@ -160,6 +205,53 @@ def file_hash(*paths: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def sealed_files(manifest: Mapping[str, Any]) -> list[str]:
+    """The files of a finished stage that its manifest's content hash covers, besides the manifest."""
+    stage = manifest.get("stage")
+    if stage == "see":
+        return (["dae.safetensors"] if manifest.get("dae") else []) + ["vision_model.safetensors"]
+    if stage == "act":
+        return ["policy.safetensors"]
+    if stage == "transfer":
+        return ["episodes.jsonl"]
+    raise UserError(f"the manifest names stage {stage!r}; expected see, act or transfer")
+
+
+def content_hash(body: Mapping[str, Any], run: Path) -> str:
+    """sha256 over the stage's result files and its manifest (everything but the hash itself)."""
+    h = hashlib.sha256(file_hash(*[Path(run) / f for f in sealed_files(body)]).encode())
+    h.update(json.dumps(_normal({k: v for k, v in body.items() if k != "content_hash"}), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def write_manifest(run: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write a finished stage's manifest with the content hash of its files and of itself."""
+    body = _normal({k: v for k, v in manifest.items() if k != "content_hash"})
+    return write_json(Path(run) / MANIFEST, {**body, "content_hash": content_hash(body, run)})
+
+
+def read_manifest(run: Path, stage: str | None = None) -> dict:
+    """The manifest of a finished ``stage`` run, after checking it and its files against its content hash.
+
+    Refuses a run whose manifest or result files were changed after it finished, naming them.
+    """
+    run = Path(run)
+    manifest = read_json(run / MANIFEST)
+    if not isinstance(manifest, dict):
+        raise UserError(f"{run / MANIFEST} is not a darla manifest (a JSON object)")
+    if stage is not None and manifest.get("stage") != stage:
+        raise UserError(f"{run / MANIFEST} is the manifest of a {manifest.get('stage')!r} run; expected a {stage} run")
+    files = [run / f for f in sealed_files(manifest)]
+    for f in files:
+        if not f.exists():
+            raise UserError(f"{f} does not exist; the {manifest['stage']} run {run} is incomplete (run it again)")
+    if content_hash(manifest, run) != manifest.get("content_hash"):
+        raise UserError(f"{run / MANIFEST} and {', '.join(f.name for f in files)} do not match the content hash in "
+                        f"{run / MANIFEST}; the run was changed after it finished (run the stage again, or "
+                        f"restore the files)")
+    return manifest
 
 
 def versions() -> dict[str, str]:

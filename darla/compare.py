@@ -24,6 +24,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from darla.config import prepare
+from darla.errors import user_facing
 from darla.leaderboard import build_leaderboard
 
 
@@ -60,7 +62,9 @@ def run(cfg: DictConfig, forwarded: list[str]) -> Path:
 
 
 @hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
+@user_facing("compare")
 def main(cfg: DictConfig) -> None:
+    prepare(cfg)
     # compare's own keys stay here; everything else the user said goes to the jobs, and the
     # launcher settings (Hydra's own overrides) to the sweep that runs them.
     overrides = HydraConfig.get().overrides

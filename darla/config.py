@@ -15,11 +15,32 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from darla.artifacts import MANIFEST, read_json, write_json
+from darla import settings, trust
+from darla.artifacts import MANIFEST, atomic_write, read_json, write_json
+from darla.errors import UserError
 from envs.checks import check_domain
 from envs.domains import Domain, domains_from_config
 
 STARTED = "config.json"
+
+
+def prepare(cfg: DictConfig) -> None:
+    """What every stage does first: refuse bad settings (darla/settings.py) and let run directories
+    name only the classes this config makes available (darla/trust.py)."""
+    settings.validate(cfg)
+    trust.allow_config(cfg)
+
+
+def check_env(parent: Path, manifest: Mapping[str, Any], cfg: DictConfig, domain_key: str | None = None,
+              names: list[str] | None = None) -> None:
+    """Refuse a parent run made on another env than this stage's (env id), or on other domains."""
+    have, want = manifest.get("env_id"), cfg.env.id
+    if have != want:
+        raise UserError(f"parent {parent} was made on env {have!r} ({manifest.get('env_name', '?')}); this stage runs "
+                        f"env {want!r} ({cfg.env.name}): pass the env=... it was made with, or another parent")
+    if domain_key is not None and list(manifest.get(domain_key) or []) != list(names or []):
+        raise UserError(f"parent {parent} has {domain_key} {manifest.get(domain_key)}; this stage has {names}: "
+                        f"pass the same env.{domain_key.split('_')[0]} it was made with, or another parent")
 
 
 def domains(cfg: DictConfig, role: str) -> list[Domain]:
@@ -60,22 +81,51 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def start_run(out: Path, settings: Mapping[str, Any], overwrite: bool) -> bool:
+def record_invocation(out: Path, cfg: DictConfig) -> None:
+    """Hydra's record of this invocation (composed config, command-line overrides) in ``out/.hydra/``.
+
+    Written by the stage once its settings are accepted (``hydra.output_subdir`` is null), so a
+    refused command leaves the record of the run it was refused by untouched.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    record = out / ".hydra"
+    record.mkdir(parents=True, exist_ok=True)
+    atomic_write(record / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(cfg)))
+    if HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+        atomic_write(record / "overrides.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(overrides)))
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed ``atomic_write`` left (never under a final name)."""
+    for stale in out.rglob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def start_run(out: Path, settings: Mapping[str, Any], cfg: DictConfig) -> bool:
     """Prepare ``out`` for a stage whose result depends on ``settings``.
 
     Returns True when a finished run with these settings is already there (nothing to do).
+    A run with other settings is refused, or with ``overwrite=true`` replaced.
     """
+    overwrite = cfg.overwrite
     started = out / STARTED
     if started.exists():
         previous = read_json(started)
         if previous == settings:
-            return (out / MANIFEST).exists()
+            if (out / MANIFEST).exists():
+                return True
+            _remove_stale_temporaries(out)  # resuming a killed run
+            record_invocation(out, cfg)
+            return False
         changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
         if not overwrite:
-            raise ValueError(f"{out} already holds a run with different settings ({', '.join(changed)} differ); "
+            raise UserError(f"{out} already holds a run with different settings ({', '.join(changed)} differ); "
                              f"choose another name=... or pass overwrite=true to replace it")
-        for child in out.iterdir():  # keep Hydra's own logs of this invocation
-            if child.name not in {".hydra"} and not child.name.endswith(".log"):
+        for child in out.iterdir():  # keep Hydra's log of this invocation
+            if not child.name.endswith(".log"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     write_json(started, settings)
+    record_invocation(out, cfg)
     return False

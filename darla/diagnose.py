@@ -25,11 +25,13 @@ import hydra
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from darla import images
-from darla.artifacts import find_parent, write_json
-from darla.config import plain, resolve_device
+from darla.artifacts import MANIFEST, find_parent, read_npz, write_json
+from darla.config import plain, prepare, resolve_device
+from darla.errors import UserError, user_facing
+from darla.trust import build_recorded
 from darla.latent_env import frames_to_tensor
 from vision_models import plots
 from vision_models.diagnostics import reconstruction_grid, traversal_frames, traversal_grid
@@ -38,9 +40,20 @@ from vision_models.metrics import encode_grid, evaluate
 SAMPLES_PER_GROUP = 8  # images per reconstruction band
 
 
-def make_factor_dataset(spec):
-    """The factor dataset an env config names under ``factor_dataset`` (None if it has none)."""
-    return None if spec is None else instantiate(spec)
+def make_factor_dataset(spec, recorded_in: Path | None = None):
+    """The factor dataset an env config names under ``factor_dataset`` (None if it has none).
+
+    A spec read back from a run's manifest (``recorded_in``) is built only as darla/trust.py allows.
+    """
+    if spec is None:
+        return None
+    if recorded_in is None:
+        return instantiate(spec)
+    dataset = build_recorded(spec, object, "factor_dataset", recorded_in)
+    if not all(hasattr(dataset, a) for a in ("factor_sizes", "render", "sample_factors")):
+        raise UserError(f"{recorded_in}: factor_dataset._target_ {spec['_target_']!r} is not a factor dataset "
+                        f"(factor_sizes, render, sample_factors)")
+    return dataset
 
 
 def representation_function(model, device: torch.device, batch_size: int):
@@ -110,8 +123,8 @@ def image_groups(see_dir: Path, manifest: dict, dataset, seed: int, per_group: i
     """The images a see run was trained on, by domain: its frames, or fresh renders of its dataset."""
     frames_path = see_dir / "frames.npz"
     if frames_path.exists():
-        with np.load(frames_path, allow_pickle=False) as data:
-            frames, domain = data["frames"], data["domain"]
+        data = read_npz(frames_path, "frames", "domain")
+        frames, domain = data["frames"], data["domain"]
         return {name: frames[domain == i] for i, name in enumerate(manifest["vision_domains"]) if (domain == i).any()}
     rng = np.random.default_rng(seed)
     return {manifest["env_name"]: dataset.render(dataset.sample_factors(per_group, rng))}
@@ -120,9 +133,10 @@ def image_groups(see_dir: Path, manifest: dict, dataset, seed: int, per_group: i
 def run(cfg: DictConfig) -> Path:
     from darla.see import load_vision_model  # see imports this module for its last step
 
+    prepare(cfg)
     see_dir = find_parent(cfg.see_run, cfg.runs_dir, "see")
     model, manifest = load_vision_model(see_dir)
-    dataset = make_factor_dataset(OmegaConf.create(manifest["factor_dataset"]) if manifest.get("factor_dataset") else None)
+    dataset = make_factor_dataset(manifest.get("factor_dataset"), see_dir / MANIFEST)
     device = resolve_device(cfg.device)
     start = time.perf_counter()
     diagnose(model, see_dir, image_groups(see_dir, manifest, dataset, cfg.seed), dataset, cfg.metrics, device,
@@ -132,5 +146,6 @@ def run(cfg: DictConfig) -> Path:
 
 
 @hydra.main(config_path="../configs", config_name="diagnose", version_base="1.3")
+@user_facing("diagnose")
 def main(cfg: DictConfig) -> None:
     run(cfg)

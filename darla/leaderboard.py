@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl
+from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
 from darla.images import save_png
 from vision_models.metrics import HEADLINE_SCORES
@@ -63,7 +63,7 @@ class RunResult:
 def read_run(path: Path) -> RunResult:
     """A run directory holding a finished transfer/ (and the act/, maybe see/, it came from)."""
     episodes = [e for e in read_jsonl(path / "transfer" / "episodes.jsonl") if e["policy"] == "policy"]
-    manifest = read_json(path / "transfer" / MANIFEST)
+    manifest = read_manifest(path / "transfer", "transfer")
     domains = list(dict.fromkeys(e["domain"] for e in episodes))
     returns = {d: float(np.mean([e["return"] for e in episodes if e["domain"] == d])) for d in domains}
     roles = {e["domain"]: e["role"] for e in episodes}
@@ -71,7 +71,7 @@ def read_run(path: Path) -> RunResult:
     act_dir = Path(manifest["act_dir"])
     seed = int(read_json(act_dir / "config.json")["seed"])
     curves = read_jsonl(act_dir / "eval.jsonl") if (act_dir / "eval.jsonl").exists() else []
-    see_dir = read_json(act_dir / MANIFEST).get("see_dir")
+    see_dir = read_manifest(act_dir, "act").get("see_dir")
     metrics: dict[str, float] = {}
     if see_dir and (Path(see_dir) / "metrics.json").exists():
         scores = read_json(Path(see_dir) / "metrics.json")["metrics"]
@@ -306,5 +306,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         build_leaderboard(Path(argv[0]))
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"darla leaderboard: {err}") from err
+        raise SystemExit(f"darla leaderboard: error: {err}") from None
     print((Path(argv[0]) / "leaderboard.md").read_text())

@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from darla import act, see, transfer
+from darla.errors import user_facing
 
 
 def run(cfg: DictConfig) -> None:
@@ -20,5 +21,6 @@ def run(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path="../configs", config_name="all", version_base="1.3")
+@user_facing("all")
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.artifacts import MANIFEST, read_json
+from darla.artifacts import read_manifest
 from darla.see import load_vision_model
 from darla.vec_env import make_vec_env
 from envs.domains import Domain
@@ -79,7 +79,7 @@ class PolicyInput:
         if kind == "latents":
             encoder, manifest = load_vision_model(see_dir)
             return cls(kind, see_dir, encoder, manifest)
-        return cls(kind, see_dir, None, read_json(see_dir / MANIFEST))
+        return cls(kind, see_dir, None, read_manifest(see_dir, "see"))
 
     @property
     def policy(self) -> str:

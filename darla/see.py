@@ -26,13 +26,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from darla.artifacts import (MANIFEST, file_hash, load_weights, read_json, run_dir, save_npz, save_weights, versions,
-                             write_json)
-from darla.config import domain_settings, domains, plain, resolve_device, start_run
+from darla.artifacts import MANIFEST, load_weights, read_manifest, read_npz, run_dir, save_npz, save_weights, versions, write_manifest
+from darla.config import domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.diagnose import diagnose, image_groups, make_factor_dataset
+from darla.errors import UserError, user_facing
+from darla.trust import build_recorded
 from darla.vec_env import make_vec_env
 from darla.vision_training import FactorBatches, FrameBatches, train_vision
 from envs.domains import Domain, stack_factors
+from vision_models.base import VisionModel
 
 
 def collect_frames(vision_domains: list[Domain], n_frames: int, num_envs: int, vec_env: str,
@@ -69,31 +71,31 @@ def build_model(vision_model_cfg, dae: torch.nn.Module | None = None) -> torch.n
     return instantiate(vision_model_cfg.model)
 
 
-def weights_hash(see_dir: Path) -> str:
-    """Content hash of a see run: its DAE (if any) and vision model weights."""
-    return file_hash(*[see_dir / f for f in ("dae.safetensors", "vision_model.safetensors") if (see_dir / f).exists()])
-
-
 def load_vision_model(see_dir: Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained vision model from its see run: config from the manifest, weights from safetensors."""
-    manifest = read_json(see_dir / MANIFEST)
-    files = [see_dir / f for f in (["dae.safetensors"] if manifest.get("dae") else []) + ["vision_model.safetensors"]]
-    for f in files:
-        if not f.exists():
-            raise FileNotFoundError(f"{f} does not exist; the see run {see_dir} is incomplete (run see again)")
-    if weights_hash(see_dir) != manifest["content_hash"]:
-        raise ValueError(f"{' and '.join(str(f) for f in files)} do not match the content hash in {see_dir / MANIFEST}; "
-                         f"they were changed after the see run finished (run see again, or restore them)")
-    vm = DictConfig(manifest["vision_model"])
+    """Rebuild a trained vision model from its see run: classes named in the manifest (checked by
+    darla/trust.py, never imported from anywhere else), weights from safetensors."""
+    manifest = read_manifest(see_dir, "see")
+    source = see_dir / MANIFEST
+    try:
+        vm, needs_dae = manifest["vision_model"], bool(manifest["vision_model"].get("needs_dae"))
+        dae_spec = manifest["dae"]["model"] if needs_dae else None
+        vm_spec = vm["model"]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{source} lacks the vision model's or DAE's settings ({err}); not a darla see run") from None
     dae = None
-    if vm.needs_dae:
-        dae = load_weights(see_dir / "dae.safetensors", instantiate(DictConfig(manifest["dae"]["model"])))
-        dae.eval().requires_grad_(False)
-    model = load_weights(see_dir / "vision_model.safetensors", build_model(vm, dae))
+    if needs_dae:
+        dae = build_recorded(dae_spec, VisionModel, "dae.model", source)
+        load_weights(see_dir / "dae.safetensors", dae).eval().requires_grad_(False)
+    model = build_recorded(vm_spec, VisionModel, "vision_model.model", source, **({"dae": dae} if needs_dae else {}))
+    load_weights(see_dir / "vision_model.safetensors", model)
+    if model.latent_dim != manifest.get("latent_dim"):
+        raise UserError(f"{source}: latent_dim is {manifest.get('latent_dim')!r} but the model it names has "
+                        f"{model.latent_dim} latents")
     return model.eval().requires_grad_(False), manifest
 
 
 def run(cfg: DictConfig) -> Path:
+    prepare(cfg)
     out = run_dir(cfg.runs_dir, cfg.name, "see")
     vm = cfg.vision_model
     if vm.model is None:
@@ -113,10 +115,9 @@ def run(cfg: DictConfig) -> Path:
                 "see": plain(cfg.see), "seed": cfg.seed, "num_envs": cfg.num_envs, "vision_model": plain(vm),
                 "dae": plain(cfg.dae) if vm.needs_dae else None}
     device = resolve_device(cfg.device)
-    if start_run(out, settings, cfg.overwrite):
+    if start_run(out, settings, cfg):
         print(f"[see] {out} is finished with these settings; nothing to do")
         return out
-    torch.manual_seed(cfg.seed)
     timings = {}
 
     # 1. Training images: exploration frames from the vision domains, or else draws from the
@@ -129,14 +130,13 @@ def run(cfg: DictConfig) -> Path:
             timings["collect_s"] = time.perf_counter() - t0
             print(f"[see] collected {len(data['frames'])} frames in {timings['collect_s']:.1f}s")
             save_npz(frames_path, **data)
-        with np.load(frames_path, allow_pickle=False) as data:
-            frames = data["frames"]
+        frames = read_npz(frames_path, "frames")["frames"]
         image_shape, images_source = frames.shape[1:], FrameBatches(frames)
     else:
         image_shape, images_source = tuple(dataset.image_shape), FactorBatches(dataset)
     input_shape = [int(image_shape[2]), int(image_shape[0]), int(image_shape[1])]
     if list(cfg.env.observation_shape) != input_shape:
-        raise ValueError(f"env.observation_shape is {list(cfg.env.observation_shape)} but the images of env "
+        raise UserError(f"env.observation_shape is {list(cfg.env.observation_shape)} but the images of env "
                          f"{cfg.env.name!r} are {input_shape} (C, H, W); fix observation_shape in its env config")
 
     def train(model, train_cfg, label, batches):
@@ -148,9 +148,11 @@ def run(cfg: DictConfig) -> Path:
         timings[f"train_{label}_s"] = time.perf_counter() - t0
         return model
 
-    # 2. The frozen denoising autoencoder J, for models whose loss reads through it.
+    # 2. The frozen denoising autoencoder J, for models whose loss reads through it. Each model's
+    #    initial weights come from its own seed, so a resumed run builds them as an uninterrupted one.
     dae = None
     if vm.needs_dae:
+        torch.manual_seed(cfg.seed)
         dae = instantiate(cfg.dae.model)
         if (out / "dae.safetensors").exists():
             load_weights(out / "dae.safetensors", dae)
@@ -159,6 +161,7 @@ def run(cfg: DictConfig) -> Path:
         dae.to(device).eval().requires_grad_(False)
 
     # 3. The vision model itself, on the batches it asks for.
+    torch.manual_seed(cfg.seed + 1)
     model = build_model(vm, dae)
     if model.batches == "factor_sweeps":
         if dataset is None:
@@ -182,7 +185,6 @@ def run(cfg: DictConfig) -> Path:
         "frames": int(len(frames)) if vision_domains else None,
         "timings": timings,
         "versions": versions(),
-        "content_hash": weights_hash(out),
     }
 
     # 4. Diagnostics and, on ground truth, disentanglement metrics.
@@ -190,11 +192,12 @@ def run(cfg: DictConfig) -> Path:
     diagnose(model, out, image_groups(out, manifest, dataset, cfg.seed), dataset, cfg.metrics, device, cfg.seed)
     timings["diagnose_s"] = time.perf_counter() - t0
 
-    write_json(out / MANIFEST, manifest)
+    write_manifest(out, manifest)
     print(f"[see] done: {out}")
     return out
 
 
 @hydra.main(config_path="../configs", config_name="see", version_base="1.3")
+@user_facing("see")
 def main(cfg: DictConfig) -> None:
     run(cfg)

@@ -18,26 +18,29 @@ import torch
 from omegaconf import DictConfig
 
 from darla.act import load_policy, policy_input_of, read_act_run
-from darla.artifacts import (MANIFEST, atomic_write, file_hash, find_parent, read_jsonl, run_dir, versions,
-                             write_json, write_jsonl)
-from darla.config import domain_settings, domains, plain, resolve_device, start_run
+from darla.artifacts import atomic_write, find_parent, read_jsonl, run_dir, versions, write_json, write_jsonl, write_manifest
+from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
+from darla.errors import UserError, user_facing
 from darla.evaluation import describe, random_act, run_episodes
 
 
 def run(cfg: DictConfig) -> Path:
+    prepare(cfg)
     out = run_dir(cfg.runs_dir, cfg.name, "transfer")
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.policy_threads)
     act_dir = find_parent(cfg.transfer.act_run, cfg.runs_dir, "act")
     act_manifest = read_act_run(act_dir)
     view = policy_input_of(act_dir, act_manifest)
-    evaluated = [("source", d) for d in domains(cfg, "source")] + [("target", d) for d in domains(cfg, "targets")]
+    source = domains(cfg, "source")
+    check_env(act_dir, act_manifest, cfg, "source_domains", [d.name for d in source])
+    evaluated = [("source", d) for d in source] + [("target", d) for d in domains(cfg, "targets")]
     groups = target_groups(cfg)
     settings = {"domains": domain_settings([d for _, d in evaluated]), "target_groups": groups,
                 "act_hash": act_manifest["content_hash"],
                 "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
                 "deterministic": cfg.act.deterministic}
-    if start_run(out, settings, cfg.overwrite):
+    if start_run(out, settings, cfg):
         print(f"[transfer] {out} is finished with these settings; nothing to do")
         return out
 
@@ -62,10 +65,10 @@ def run(cfg: DictConfig) -> Path:
         venv.close()
     write_jsonl(episodes_file, lines)
     summarize(out, act_manifest)
-    write_json(out / MANIFEST, {"stage": "transfer", "act_dir": str(act_dir), "act_hash": act_manifest["content_hash"],
-                                "vision_model": act_manifest["vision_model"], "agent": act_manifest["agent"]["name"],
-                                "seconds": time.perf_counter() - t0, "versions": versions(),
-                                "content_hash": file_hash(episodes_file)})
+    write_manifest(out, {"stage": "transfer", "act_dir": str(act_dir), "act_hash": act_manifest["content_hash"],
+                         "vision_model": act_manifest["vision_model"], "agent": act_manifest["agent"]["name"],
+                         "env_id": cfg.env.id, "env_name": cfg.env.name,
+                         "seconds": time.perf_counter() - t0, "versions": versions()})
     print(f"[transfer] done: {out}\n" + (out / "report.md").read_text())
     return out
 
@@ -78,12 +81,12 @@ def target_groups(cfg: DictConfig) -> dict[str, str]:
     for group, names in table.items():
         for name in names:
             if name not in cfg.env.domains:
-                raise ValueError(f"env.target_groups.{group} lists {name!r}, which is not a domain of env "
+                raise UserError(f"env.target_groups.{group} lists {name!r}, which is not a domain of env "
                                  f"{cfg.env.name!r}; defined domains: {sorted(cfg.env.domains)}")
             if name not in cfg.env.targets:
                 continue  # a grouped domain left out of this run's targets
             if name in groups:
-                raise ValueError(f"env.target_groups puts {name!r} in both {groups[name]!r} and {group!r}")
+                raise UserError(f"env.target_groups puts {name!r} in both {groups[name]!r} and {group!r}")
             groups[name] = group
     return groups
 
@@ -138,5 +141,6 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
 
 
 @hydra.main(config_path="../configs", config_name="transfer", version_base="1.3")
+@user_facing("transfer")
 def main(cfg: DictConfig) -> None:
     run(cfg)

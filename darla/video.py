@@ -30,15 +30,15 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from darla.act import load_policy, policy_input_of, read_act_run
-from darla.artifacts import MANIFEST, atomic_write, find_parent, read_json, read_jsonl, write_jsonl
-from darla.config import plain, resolve_device
+from darla.artifacts import atomic_write, find_parent, read_jsonl, read_manifest, write_jsonl
+from darla.config import plain, prepare, record_invocation, resolve_device
+from darla.errors import UserError, user_facing
 from darla.evaluation import run_episodes
 from darla.images import save_gif
 from darla.latent_env import LatentObservation
 from darla.vec_env import make_vec_env
 from envs.domains import Domain, domains_from_config
 
-FORMATS = ("gif", "mp4")
 CAPTION_HEIGHT = 28  # two lines of 8-px text under each frame (even, as MPEG-4 wants)
 
 
@@ -87,7 +87,7 @@ def save_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     if fmt == "gif":
         return save_gif(path, frames, round(1000 / fps))
     if fmt != "mp4":
-        raise ValueError(f"cannot write {path}: expected a .gif or .mp4 file")
+        raise UserError(f"cannot write {path}: expected a .gif or .mp4 file")
 
     def write(tmp: Path) -> None:
         # OpenCV picks the container from the file name, so encode under an .mp4 name first.
@@ -111,11 +111,11 @@ def save_video(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
 def find_act_run(ref: str, runs_dir: str) -> Path:
     """The act run behind ``ref``: a run name, a run directory, an act directory or a transfer directory."""
     found = find_parent(ref, runs_dir, "act")
-    manifest = read_json(found / MANIFEST)
+    manifest = read_manifest(found)
     if manifest.get("stage") == "transfer":
         return Path(manifest["act_dir"])
     if manifest.get("stage") != "act":
-        raise ValueError(f"{found} holds a {manifest.get('stage')} run; video plays the policy of an act run "
+        raise UserError(f"{found} holds a {manifest.get('stage')} run; video plays the policy of an act run "
                          f"(name one, or its run or transfer directory)")
     return found
 
@@ -127,7 +127,7 @@ def video_domains(cfg: DictConfig) -> list[tuple[str, Domain]]:
     if names is None:
         names = [env.source[0]] + ([env.targets[0]] if env.get("targets") else [])
     if not isinstance(names, (list, ListConfig)) or not names:
-        raise ValueError(f"video.domains={names!r}: expected a list of domain names of env {env.name!r}, "
+        raise UserError(f"video.domains={names!r}: expected a list of domain names of env {env.name!r}, "
                          f"e.g. video.domains=[{env.source[0]}]")
     table = OmegaConf.to_container(env.domains, resolve=True)
     found = domains_from_config(env.id, OmegaConf.to_container(env.kwargs, resolve=True), table, list(names), "video",
@@ -136,28 +136,19 @@ def video_domains(cfg: DictConfig) -> list[tuple[str, Domain]]:
     return [(roles.get(d.name, "other"), d) for d in found]
 
 
-def check_options(video: DictConfig) -> None:
-    if video.format not in FORMATS:
-        raise ValueError(f"video.format={video.format!r} is not known; expected one of {list(FORMATS)}")
-    for key in ("episodes", "scale"):
-        if not isinstance(video[key], int) or video[key] < 1:
-            raise ValueError(f"video.{key}={video[key]!r}: expected a whole number >= 1")
-    if not isinstance(video.fps, (int, float)) or video.fps <= 0:
-        raise ValueError(f"video.fps={video.fps!r}: expected a number of frames per second > 0")
-
-
 def run(cfg: DictConfig) -> Path:
-    check_options(cfg.video)
+    prepare(cfg)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.policy_threads)
     act_dir = find_act_run(cfg.video.run, cfg.runs_dir)
     act_manifest = read_act_run(act_dir)
     view = policy_input_of(act_dir, act_manifest)
     if view.kind == "state":
-        raise ValueError(f"{act_dir} is an oracle run (policy_input=state): its env workers replace frames by "
+        raise UserError(f"{act_dir} is an oracle run (policy_input=state): its env workers replace frames by "
                          f"states, so there are no frames to film")
     filmed = video_domains(cfg)
     out = act_dir.parent / "video"
+    record_invocation(out, cfg)
 
     # The recorder sits on the raw frames; the policy's own view (latents, or the frames themselves) goes on top.
     recorder = EpisodeRecorder(make_vec_env([d for _, d in filmed], 1, "dummy", None))
@@ -204,6 +195,7 @@ def positional_run(args: list[str]) -> list[str]:
 
 
 @hydra.main(config_path="../configs", config_name="video", version_base="1.3")
+@user_facing("video")
 def _main(cfg: DictConfig) -> None:
     run(cfg)
 

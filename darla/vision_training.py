@@ -1,8 +1,9 @@
 """The one training loop for vision models: minibatches of frames, Adam, checkpoints, resume.
 
 Every model brings its own ``loss(batch, step)`` (or ``training_step``); this loop owns the rest. It checkpoints
-model, optimisers, step and sampler state to one safetensors file, so a killed run started
-again with the same command continues where its last checkpoint left off, and it stops with
+model, optimisers, step, the batch sampler and torch's, numpy's and Python's random generators to
+one safetensors file, so a killed run started again with the same command continues where its
+last checkpoint left off and ends with the same weights as one never interrupted, and it stops with
 the step number as soon as a loss stops being finite, leaving the last good checkpoint intact.
 """
 
@@ -16,7 +17,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from darla.artifacts import load_state, save_state
+from darla.artifacts import load_state, rng_state, save_state, set_rng_state
 from darla.latent_env import frames_to_tensor
 from envs.factor_dataset import sample_training_factors, sweep_factors
 
@@ -91,13 +92,14 @@ def train_vision(
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         sampler.set_state(state["sampler"])
+        set_rng_state(state["rng"])  # the models' own noise (reparameterisation, masks, permutations)
         step = int(state["step"])
         print(f"[{label}] resuming from {checkpoint} at step {step}/{steps}")
 
     def save() -> None:
         save_state(checkpoint, {"model": model.state_dict(),
                                 "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-                                "sampler": sampler.get_state(), "step": step})
+                                "sampler": sampler.get_state(), "rng": rng_state(), "step": step})
 
     writer = SummaryWriter(str(log_dir)) if log_dir else None
     bar = tqdm(total=steps, initial=step, desc=label, unit="step", mininterval=2.0)
@@ -106,8 +108,10 @@ def train_vision(
         bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
         if bad:
             bar.close()
-            raise NonFiniteLoss(f"[{label}] loss became {bad.get('total', next(iter(bad.values())))} at step {step} ({terms}); "
-                                f"stopped, the last good checkpoint {checkpoint} is kept")
+            kept = (f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists()
+                    else "no checkpoint had been written yet")
+            raise NonFiniteLoss(f"[{label}] loss became {bad.get('total', next(iter(bad.values())))} at step {step} "
+                                f"({terms}); stopped, {kept}")
         step += 1
         bar.update(1)
         if step % log_every == 0 or step == steps:
