@@ -248,8 +248,8 @@ def read_manifest(run: Path, stage: str | None = None) -> dict:
         if not f.exists():
             raise UserError(f"{f} does not exist; the {manifest['stage']} run {run} is incomplete (run it again)")
     if content_hash(manifest, run) != manifest.get("content_hash"):
-        raise UserError(f"{run / MANIFEST} and {', '.join(f.name for f in files)} do not match the content hash in "
-                        f"{run / MANIFEST}; the run was changed after it finished (run the stage again, or "
+        raise UserError(f"{', '.join(str(f) for f in [run / MANIFEST, *files])} do not match the content hash "
+                        f"recorded in the manifest; the run was changed after it finished (run the stage again, or "
                         f"restore the files)")
     return manifest
 

@@ -64,6 +64,12 @@ def name_list() -> tuple[Rule, str]:
         "a non-empty list of names"
 
 
+def module_list() -> tuple[Rule, str]:
+    name = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+    return (lambda v: isinstance(v, list) and all(isinstance(x, str) and name.fullmatch(x) for x in v)), \
+        "a list of importable package names, e.g. trusted_modules=[my_models]"
+
+
 RUN_NAME = text(r"(?!/)(?!.*(^|/)\.\.(/|$))[^\0]+", "a non-empty relative name without '..' (runs go under runs_dir)")
 
 RULES: dict[str, tuple[Rule, str]] = {
@@ -72,6 +78,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "seed": integer(0, 2**31 - 1),
     "device": text(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:<index>"),
     "overwrite": boolean(),
+    "trusted_modules": module_list(),
     "num_envs": integer(1, 256),
     "vec_env": one_of("subprocess", "dummy"),
     "policy_threads": integer(1),

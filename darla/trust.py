@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from darla.errors import UserError
 
@@ -45,10 +45,7 @@ def config_modules(cfg: DictConfig) -> set[str]:
                 walk(value)
 
     walk(OmegaConf.to_container(cfg, resolve=False))
-    listed = cfg.get("trusted_modules") or []
-    if not isinstance(listed, (list, ListConfig)) or not all(isinstance(m, str) and m for m in listed):
-        raise UserError(f"trusted_modules={OmegaConf.to_container(listed) if isinstance(listed, ListConfig) else listed!r}: "
-                        f"expected a list of importable package names, e.g. trusted_modules=[my_models]")
+    listed = cfg.get("trusted_modules") or []  # checked by darla/settings.py
     return found | set(listed)
 
 

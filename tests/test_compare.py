@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import check_ok, output, run_cli, snapshot
+from conftest import check_ok, output, reseal, run_cli, snapshot
 from darla.artifacts import read_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
 from darla.leaderboard import build_leaderboard
@@ -88,9 +90,7 @@ def test_an_interrupted_comparison_reruns_nothing_and_the_leaderboard_is_rebuilt
     runs_before = {k: v for k, v in snapshot(tiny).items() if "/seed" in k and "/.hydra/" not in k and not k.endswith(".log")}
     # Remove one finished run's transfer: re-running compare redoes exactly that stage.
     redo = tiny / "random_cnn" / "seed1" / "transfer"
-    for f in redo.iterdir():
-        f.unlink()
-    redo.rmdir()
+    shutil.rmtree(redo)
     proc = check_ok(run_cli(*args, cwd=root, timeout=1200))
     runs_after = {k: v for k, v in snapshot(tiny).items() if k in runs_before}
     changed = sorted(k for k in runs_before if runs_before[k] != runs_after.get(k))
@@ -109,6 +109,9 @@ def test_leaderboard_refuses_runs_on_different_domains_and_an_empty_directory(co
     episodes = tmp_path / "mixed" / "oracle" / "seed1" / "transfer" / "episodes.jsonl"
     lines = [r for r in read_jsonl(episodes) if r["domain"] != "sky_red"]
     episodes.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(ValueError, match=re.escape(str(episodes)) + ".*do not match the content hash"):
+        build_leaderboard(tmp_path / "mixed")
+    reseal(episodes.parent)  # as if the run had been made so
     with pytest.raises(ValueError, match="evaluated on other domains"):
         build_leaderboard(tmp_path / "mixed")
     (tmp_path / "empty").mkdir()
@@ -142,6 +145,7 @@ def test_a_models_leaderboard_row_does_not_depend_on_the_other_rows(comparison, 
         for i, r in enumerate(rows):
             r["return"] += 0.37 * copy + 0.11 * (i % 7)
         episodes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        reseal(episodes.parent)
     shutil.copytree(tmp_path / "alone", tmp_path / "beside")
     shutil.copytree(tiny / "oracle", tmp_path / "beside" / "oracle")
     alone = build_leaderboard(tmp_path / "alone")

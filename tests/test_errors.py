@@ -95,8 +95,8 @@ def test_damaged_weights_are_refused_with_their_path(quick_run, tmp_path, damage
         target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     else:
         target.unlink()
-    error, why = (FileNotFoundError, "does not exist") if damage == "missing" else (ValueError, "do not match the content hash")
-    with pytest.raises(error, match=re.escape(str(target)) + ".*" + why):
+    why = "does not exist" if damage == "missing" else "do not match the content hash"
+    with pytest.raises(ValueError, match=re.escape(str(target)) + ".*" + why):
         act.run(quick_cfg("act", runs, "damaged"))
     assert not (run / "act").exists()
 
@@ -108,7 +108,7 @@ def test_changed_policy_is_refused_by_transfer(quick_run, tmp_path):
     data = bytearray(policy.read_bytes())
     data[-1] ^= 0xFF  # still a readable file, but not the one the manifest hashed
     policy.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=re.escape(str(policy)) + ".*does not match the hash"):
+    with pytest.raises(ValueError, match=re.escape(str(policy)) + ".*do not match the content hash"):
         transfer.run(quick_cfg("transfer", runs, "tampered"))
     assert not (run / "transfer").exists()
 
@@ -184,14 +184,56 @@ def test_diverged_policy_stops_act_and_keeps_the_last_checkpoint(tmp_path):
     venv = make_vec_env(source, 2, "dummy", 0, encoder)
     try:
         agent = act.build_agent(cfg.agent, venv, 0, torch.device("cpu"), PolicyInput("latents", encoder=encoder))
-        evaluation = act.SourceEvaluation(tmp_path, venv, [source[0].name], eval_every=512, episodes=1,
-                                          deterministic=True)
-        evaluation.init_callback(agent)
+        training = act.Training(tmp_path, agent, venv, [source[0].name], episodes=1, deterministic=True)
         agent.num_timesteps = 1024
         with torch.no_grad():
             next(agent.policy.parameters()).fill_(float("nan"))
-        with pytest.raises(FloatingPointError, match=r"non-finite by step 1024"):
-            evaluation.evaluate_and_checkpoint()
-        assert not evaluation.checkpoint.exists() and not (tmp_path / "policy.safetensors").exists()
+        with pytest.raises(FloatingPointError, match=r"non-finite by step 1024; stopped, no checkpoint had been written"):
+            training.check_finite()
+        assert not training.checkpoint.exists() and not (tmp_path / "policy.safetensors").exists()
     finally:
         venv.close()
+
+
+def test_nan_before_any_checkpoint_says_none_was_written(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8)
+    checkpoint = tmp_path / "checkpoints" / "vision.safetensors"
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 1 .*stopped, no checkpoint had been written yet"):
+        train_vision(NaNAfter(k=1), FrameBatches(frames), steps=20, batch_size=4, lr=1e-3, checkpoint=checkpoint,
+                     seed=0, device=torch.device("cpu"), checkpoint_every=5, log_every=100)
+    assert not checkpoint.exists()
+
+
+def test_a_refused_rerun_leaves_the_finished_run_and_its_record_alone(quick_run, tmp_path):
+    runs = tmp_path / "runs"
+    run = copy_run(quick_run, runs, QUICK_NAME, stages=("see",))
+    before = snapshot(run)
+    assert (run / "see" / ".hydra" / "config.yaml").exists()
+    proc = run_cli("see", "experiment=quick", f"runs_dir={runs}", "vision_model.train.steps=31", cwd=tmp_path,
+                   timeout=120)
+    assert proc.returncode == 2 and "already holds a run with different settings" in proc.stderr
+    # overwrite=true with settings refused by a later check (an unknown domain) deletes nothing either
+    proc = run_cli("see", "experiment=quick", f"runs_dir={runs}", "overwrite=true", "env.vision=[nowhere]",
+                   cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "vision domains ['nowhere'] are not defined" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(run) == before
+
+
+def test_damaged_data_files_are_named(quick_run, tmp_path):
+    from darla.artifacts import read_jsonl, read_npz
+
+    runs = tmp_path / "runs"
+    run = copy_run(quick_run, runs, QUICK_NAME, stages=("see",))
+    frames = run / "see" / "frames.npz"
+    frames.write_bytes(frames.read_bytes()[: frames.stat().st_size // 3])
+    proc = run_cli("diagnose", str(run / "see"), f"runs_dir={runs}", "metrics.compute=null", cwd=tmp_path, timeout=180)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{frames} is damaged or not an array file" in proc.stderr
+    with pytest.raises(ValueError, match=re.escape(str(frames))):
+        read_npz(frames)
+
+    episodes = tmp_path / "episodes.jsonl"
+    episodes.write_text('{"return": 1}\n{"return": \n')
+    with pytest.raises(ValueError, match=re.escape(f"{episodes}, line 2, is not valid JSON")):
+        read_jsonl(episodes)

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import QUICK_NAME, check_ok, output, run_cli, sha256, snapshot
-from darla.artifacts import file_hash, load_state, read_json
+from conftest import QUICK_NAME, check_ok, output, run_cli, snapshot
+from darla.artifacts import content_hash, load_state, read_json
 from darla.transfer import summarize
 
 SOURCE = ["hat_can_default", "cake_balloon_default", "cake_balloon_alternative"]
@@ -63,7 +63,7 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     manifest = read_json(see / "manifest.json")
     assert manifest["stage"] == "see"
     assert manifest["input_shape"] == [3, 64, 64] and manifest["latent_dim"] == 32
-    assert manifest["content_hash"] == file_hash(see / "dae.safetensors", see / "vision_model.safetensors")
+    assert manifest["content_hash"] == content_hash(manifest, see)  # its weights and the manifest itself
     assert manifest["vision_model"]["name"] == "beta_vae_dae"
     assert manifest["vision_model"]["train"]["steps"] == 30 and manifest["dae"]["train"]["steps"] == 20
     for label, steps in (("dae", 20), ("vision_model", 30)):
@@ -78,7 +78,9 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     assert act_manifest["see_dir"] == str(see)
     assert act_manifest["policy"] == "MlpPolicy" and act_manifest["observation_shape"] == [32]
     assert act_manifest["timesteps"] >= 1024
-    assert act_manifest["content_hash"] == file_hash(act / "policy.safetensors")
+    assert act_manifest["content_hash"] == content_hash(act_manifest, act)
+    assert act_manifest["env_id"] == "darla/CollectGoodObjects-v0" and act_manifest["source_domains"] == SOURCE
+    assert act_manifest["action_space"] == {"type": "Discrete", "shape": [], "n": 3}
     curves = read_jsonl(act / "eval.jsonl")
     assert {c["domain"] for c in curves} == set(SOURCE)
     assert sorted({c["timesteps"] for c in curves}) == [512, 1024]  # act.eval_every 512 of 1024
@@ -95,7 +97,7 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     report = (transfer / "report.md").read_text()
     assert all(f"| {d} |" in report for d in SOURCE + TARGETS)
     transfer_manifest = read_json(transfer / "manifest.json")
-    assert transfer_manifest["content_hash"] == sha256(transfer / "episodes.jsonl")
+    assert transfer_manifest["content_hash"] == content_hash(transfer_manifest, transfer)
     assert transfer_manifest["act_hash"] == act_manifest["content_hash"]
 
 

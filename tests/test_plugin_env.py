@@ -325,9 +325,9 @@ def test_readme_walkthrough_runs_see_act_transfer_with_metrics(user_dir, tmp_pat
 
 
 @pytest.mark.parametrize("problem, expected", [
-    ("env.id=CartPole-v1", ("ValueError: domain 'plain' (env 'CartPole-v1') gives observations of shape (4,), not "
+    ("env.id=CartPole-v1", ("darla see: error: domain 'plain' (env 'CartPole-v1') gives observations of shape (4,), not "
                             "images; darla's vision expects image frames, uint8 of shape (H, W, C)")),
-    ("env.observation_shape=[3,32,32]", ("ValueError: domain 'plain' (env 'my_envs:EmptyRoomPixels-v0') gives images "
+    ("env.observation_shape=[3,32,32]", ("darla see: error: domain 'plain' (env 'my_envs:EmptyRoomPixels-v0') gives images "
                                          "of shape (H, W, C) (64, 64, 3), that is (C, H, W) [3, 64, 64], but "
                                          "env.observation_shape is [3, 32, 32]; vision models take their input_shape "
                                          "from env.observation_shape")),

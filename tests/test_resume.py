@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import check_ok, output, run_cli
 from darla.artifacts import load_state, read_json
 
@@ -83,3 +85,89 @@ def read_json_lines(path):
     import json
 
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+# -- exact resume: killed at random points, resumed, the same final weights as never interrupted ----------------
+
+def tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    import torch
+
+    ta, tb = tensors(a), tensors(b)
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def kill_at_random_points(args: list[str], cwd: Path, checkpoint: Path, manifest: Path, seed: int,
+                          kills: int = 2, timeout: float = 300) -> int:
+    """Start the CLI ``kills`` times; each time, once ``checkpoint`` exists, wait a random 0-3 s and
+    SIGKILL its whole process group. Returns how many kills hit an unfinished run."""
+    import random
+
+    rng = random.Random(seed)
+    hits = 0
+    for k in range(kills):
+        log = open(cwd / f"killed_{k}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "darla.stage", *args], cwd=cwd, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 3))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            hits += int(not manifest.exists())
+        proc.wait()
+        log.close()
+    return hits
+
+
+SEE_ARGS = ["see", "experiment=quick", "vec_env=dummy", "env.vision=[hat_can_default,cake_balloon_default]",
+            "see.frames=64", "dae.train.steps=60", "dae.train.batch_size=8", "vision_model.train.steps=150",
+            "vision_model.train.batch_size=8", "see.checkpoint_every=10"]
+
+
+def test_see_killed_at_random_points_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    runs = tmp_path / "runs"
+    check_ok(run_cli(*SEE_ARGS, f"runs_dir={runs}", "name=straight", cwd=tmp_path, timeout=300))
+    killed = runs / "killed" / "see"
+    args = [*SEE_ARGS, f"runs_dir={runs}", "name=killed"]
+    hits = kill_at_random_points(args, tmp_path, killed / "checkpoints" / "dae.safetensors", killed / "manifest.json",
+                                 seed=int(time.time()))
+    assert hits >= 1, "no kill landed before the run finished"
+    check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
+    for name in ("dae.safetensors", "vision_model.safetensors", "checkpoints/vision_model.safetensors"):
+        assert same_tensors(killed / name, runs / "straight" / "see" / name), name
+    assert not list(killed.rglob(".*.tmp"))  # temporaries of the killed writes are cleaned up
+
+
+@pytest.mark.parametrize("agent, extra", [
+    ("ppo", ["vec_env=subprocess", "agent.hyperparameters.n_steps=64", "agent.hyperparameters.batch_size=64"]),
+    ("dqn", ["vec_env=dummy", "agent.hyperparameters.learning_starts=100", "agent.hyperparameters.buffer_size=2000",
+             "agent.hyperparameters.target_update_interval=100"]),
+])
+def test_act_killed_at_random_points_ends_with_the_weights_of_an_uninterrupted_run(quick_run, tmp_path, agent, extra):
+    runs = tmp_path / "runs"
+    common = ["act", "experiment=quick", f"runs_dir={runs}", f"act.see_run={quick_run.see}", f"agent={agent}",
+              "+env.kwargs.max_episode_steps=30", "act.total_timesteps=1536", "act.eval_every=256",
+              "act.eval_episodes=1", *extra]
+    check_ok(run_cli(*common, "name=straight", cwd=tmp_path, timeout=300))
+    killed = runs / "killed" / "act"
+    args = [*common, "name=killed"]
+    hits = kill_at_random_points(args, tmp_path, killed / "checkpoint" / "state.safetensors",
+                                 killed / "manifest.json", seed=int(time.time()))
+    assert hits >= 1, "no kill landed before the run finished"
+    check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
+    straight = runs / "straight" / "act"
+    assert same_tensors(killed / "policy.safetensors", straight / "policy.safetensors")
+    final, reference = load_state(killed / "checkpoint" / "state.safetensors"), \
+        load_state(straight / "checkpoint" / "state.safetensors")
+    assert final["num_timesteps"] == reference["num_timesteps"] >= 1536
+    assert final["history"] == reference["history"]
+    import torch
+
+    assert all(torch.equal(final["policy"][k], reference["policy"][k]) for k in reference["policy"])

@@ -99,8 +99,8 @@ def test_mp4_from_a_transfer_directory_adds_to_the_index(tiny_run):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("video.format=webm", "video.format='webm' is not known; expected one of ['gif', 'mp4']"),
-    ("video.episodes=0", "video.episodes=0: expected a whole number >= 1"),
+    ("video.format=webm", "video.format='webm' is not allowed: expected one of gif, mp4"),
+    ("video.episodes=0", "video.episodes=0 is not allowed: expected an integer >= 1"),
     ("video.domains=[nowhere]", "video domains ['nowhere'] are not defined"),
     ("video.run=no_such_run", "no finished act run found for 'no_such_run'"),
 ])
