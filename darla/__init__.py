@@ -5,3 +5,5 @@ the agent on its frozen latents, transfer.py evaluates that agent on shifted dom
 """
 
 __version__ = "0.1.0"
+
+import envs  # noqa: E402,F401  (registers darla's envs and switches Miniworld to headless rendering)

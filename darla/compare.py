@@ -70,5 +70,7 @@ def main(cfg: DictConfig) -> None:
     overrides = HydraConfig.get().overrides
     forwarded = [o for o in overrides.task
                  if not o.lstrip("+~").startswith(("compare.", "runs_dir=", "name=", "seed=", "vision_model="))]
-    forwarded += [o for o in overrides.hydra if o.startswith(("hydra/launcher=", "hydra.launcher."))]
+    # Hydra's own: the launcher settings, and the search path where the user's configs (their env,
+    # their vision model) live; the plug-in modules come with the environment (PYTHONPATH).
+    forwarded += [o for o in overrides.hydra if o.startswith(("hydra/launcher=", "hydra.launcher.", "hydra.searchpath="))]
     run(cfg, forwarded)

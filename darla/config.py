@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from darla import settings, trust
 from darla.artifacts import MANIFEST, atomic_write, read_json, write_json
 from darla.errors import UserError
+from darla.latent_env import check_state
 from envs.checks import check_domain
 from envs.domains import Domain, domains_from_config
 
@@ -60,6 +61,8 @@ def domains(cfg: DictConfig, role: str) -> list[Domain]:
                                  list(cfg.env[role]), role, plain(cfg.env.get("wrappers")))
     if cfg.env.id is not None and listed:
         check_domain(listed[0], list(cfg.env.observation_shape), cfg.agent.algorithm)
+        if role != "vision" and cfg.vision_model.get("policy_input") == "state":
+            check_state(listed[0])  # the oracle: here, not first in an env worker
     return listed
 
 

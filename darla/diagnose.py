@@ -6,7 +6,7 @@ Written by ``see`` at the end of training, and again by ``python -m darla.stage 
 - reconstructions.png   inputs above reconstructions, one band per domain (or dataset)
 - traversals.png / .gif one row per latent sweep, most informative latent (KL) first
 - kl_per_dim.png        KL to the prior (or code variance) of each latent
-- latents.json          KL per latent and the traversal order
+- latents.json          KL per latent, the traversal order and sanity flags (darla/sanity.py)
 - metrics.json          disentanglement metrics, when the env has a factor dataset (and metrics.compute
                         names any)
 - factor_response.png   mean code of each latent against each factor's value (idem)
@@ -33,6 +33,7 @@ from darla.config import plain, prepare, resolve_device
 from darla.errors import UserError, user_facing
 from darla.trust import build_recorded
 from darla.latent_env import frames_to_tensor
+from darla.sanity import vision_flags
 from vision_models import plots
 from vision_models.diagnostics import reconstruction_grid, traversal_frames, traversal_grid
 from vision_models.metrics import encode_grid, evaluate
@@ -101,7 +102,15 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
         images.save_png(out / "traversals.png", grid)
         rows, _ = traversal_frames(model, busiest, steps=17)
         images.save_traversal_gif(out / "traversals.gif", rows)
-    write_json(out / "latents.json", {"kl_per_dim": kl.tolist(), "traversal_order": order})
+    with torch.no_grad():
+        stochastic = model.encode(sample[:2])[1] is not None
+        input_std = float(sample.std(0).mean())
+        reconstruction_std = float(model.reconstruct(sample).std(0).mean()) if model.can_decode else None
+    flags = vision_flags(kl, stochastic, input_std, reconstruction_std)
+    for flag, why in flags.items():
+        print(f"[diagnose] warning: {flag}: {why}")
+    write_json(out / "latents.json", {"kl_per_dim": kl.tolist(), "traversal_order": order, "input_std": input_std,
+                                      "reconstruction_std": reconstruction_std, "flags": flags})
 
     if dataset is None or not metrics_cfg.compute:
         return {}

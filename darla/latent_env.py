@@ -62,19 +62,35 @@ class StateObservation(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        inner = env.unwrapped
-        if hasattr(env, "envs"):  # a DomainMixture: ask the env of its first domain
-            inner = env.envs[env.names[0]].unwrapped
-        space = getattr(inner, "state_space", None)
+        inner = env.envs[env.names[0]] if hasattr(env, "envs") else env  # a DomainMixture: its first domain's env
+        try:
+            space = inner.get_wrapper_attr("state_space")  # on any wrapper of the chain, or the env itself
+        except AttributeError:
+            space = None
         if not isinstance(space, spaces.Box):
-            raise ValueError(f"{type(inner).__name__} reports no ground-truth state: the oracle baseline needs an env "
-                             f"with a `state_space` Box attribute and info['state'] on reset and step")
+            raise ValueError(f"{type(inner.unwrapped).__name__} (through {inner}) reports no ground-truth state: the "
+                             f"oracle baseline needs a `state_space` Box attribute on the env or one of its wrappers, "
+                             f"and info['state'] on reset and step")
         self.observation_space = space
 
     def reset(self, **kwargs):
         _, info = self.env.reset(**kwargs)
+        if "state" not in info:
+            raise ValueError(f"{type(self.env.unwrapped).__name__} declares a state_space but its reset info has no "
+                             f"'state' (keys: {sorted(info)}); the oracle needs info['state'] on reset and step")
         return info["state"], info
 
     def step(self, action):
         _, reward, terminated, truncated, info = self.env.step(action)
         return info["state"], reward, terminated, truncated, info
+
+
+def check_state(domain) -> None:
+    """Refuse, in this process and before any training, a domain whose env cannot give the oracle its state."""
+    from envs.domains import DomainMixture
+
+    env = DomainMixture([domain])
+    try:
+        StateObservation(env).reset(seed=0)
+    finally:
+        env.close()

@@ -30,6 +30,7 @@ import numpy as np
 from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
 from darla.images import save_png
+from darla.sanity import episode_flags, interval_flags, seed_flags
 from vision_models.metrics import HEADLINE_SCORES
 from vision_models.plots import curves_plot, interval_plot, scatter_plot
 
@@ -49,6 +50,8 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)  # headline title -> score
     curves: list[dict] = field(default_factory=list)  # act's per-domain evaluation history
     domain_settings: dict[str, dict] = field(default_factory=dict)  # domain -> env id, kwargs, wrappers
+    random_returns: dict[str, float] = field(default_factory=dict)  # the random policy's, where it played
+    flags: dict[str, str] = field(default_factory=dict)  # darla/sanity.py: of the transfer and the see run
 
     def mean_return(self, role: str, group: str | None = None) -> float:
         names = [d for d, r in self.roles.items() if r == role and (group is None or self.groups.get(d) == group)]
@@ -62,7 +65,9 @@ class RunResult:
 
 def read_run(path: Path) -> RunResult:
     """A run directory holding a finished transfer/ (and the act/, maybe see/, it came from)."""
-    episodes = [e for e in read_jsonl(path / "transfer" / "episodes.jsonl") if e["policy"] == "policy"]
+    played = read_jsonl(path / "transfer" / "episodes.jsonl")
+    episodes = [e for e in played if e["policy"] == "policy"]
+    randoms = [e for e in played if e["policy"] == "random"]
     manifest = read_manifest(path / "transfer", "transfer")
     domains = list(dict.fromkeys(e["domain"] for e in episodes))
     returns = {d: float(np.mean([e["return"] for e in episodes if e["domain"] == d])) for d in domains}
@@ -78,7 +83,13 @@ def read_run(path: Path) -> RunResult:
         metrics = {title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
                    if metric in scores and key in scores[metric]}
     settings = read_json(path / "transfer" / "config.json")["domains"]
-    return RunResult(path, manifest["vision_model"], seed, returns, roles, groups, metrics, curves, settings)
+    random_returns = {d: float(np.mean([e["return"] for e in randoms if e["domain"] == d]))
+                      for d in dict.fromkeys(e["domain"] for e in randoms)}
+    flags = episode_flags(played)
+    if see_dir and (Path(see_dir) / "latents.json").exists():
+        flags.update(read_json(Path(see_dir) / "latents.json").get("flags", {}))
+    return RunResult(path, manifest["vision_model"], seed, returns, roles, groups, metrics, curves, settings,
+                     random_returns, flags)
 
 
 def graded_shifts(roles: dict[str, str], settings: dict[str, dict]) -> dict[str, list[tuple[float, str]]]:
@@ -145,6 +156,33 @@ def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
         row["transfer_ratio"] = _interval(ratios, rng)
     titles = [t for _, _, t in HEADLINE_SCORES if all(t in r.metrics for r in runs)]
     row["metrics"] = {t: float(np.mean([r.metrics[t] for r in runs])) for t in titles}
+    row["flags"] = model_flags(runs, row)
+    return row
+
+
+def model_flags(runs: list[RunResult], row: dict) -> dict[str, str]:
+    """The sanity flags of a model's row: each run's (with the seeds that raise it), identical seeds,
+    zero-width intervals."""
+    flags = {}
+    for flag in dict.fromkeys(f for r in runs for f in r.flags):
+        seeds = [r.seed for r in runs if flag in r.flags]
+        flags[flag] = f"seeds {seeds}: " + next(r.flags[flag] for r in runs if flag in r.flags)
+    flags.update(seed_flags({r.seed: r.domain_returns for r in runs}))
+    flags.update(interval_flags(row, ["source", "target"]))
+    return flags
+
+
+def random_row(runs: list[RunResult]) -> dict | None:
+    """The random policy's source and target returns over the runs where it played, for scale."""
+    played = [r for r in runs if r.random_returns.keys() == r.domain_returns.keys()]
+    if not played:
+        return None
+    row: dict = {"vision_model": "random policy", "seeds": len(played), "metrics": {}, "flags": {}}
+    rng = bootstrap_rng("random policy")
+    for role in ("source", "target"):
+        names = [d for d, r in played[0].roles.items() if r == role]
+        if names:
+            row[role] = _interval(np.array([[run.random_returns[d] for d in names] for run in played]), rng)
     return row
 
 
@@ -164,12 +202,14 @@ def _cell(entry: dict | None) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     columns = ["source", "target", *[k for k in rows[0] if k not in ("vision_model", "seeds", "source", "target",
-                                                                      "transfer_ratio", "metrics")], "transfer_ratio"]
+                                                                      "transfer_ratio", "metrics", "flags")],
+               "transfer_ratio"]
     titles = list(dict.fromkeys(t for row in rows for t in row["metrics"]))
     header = ["vision model", "seeds", *[c.replace("_", " ") for c in columns], *titles]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["vision_model"], str(row["seeds"]), *[_cell(row.get(c)) for c in columns],
+        name = row["vision_model"] + (" ⚠" if row["flags"] else "")
+        cells = [name, str(row["seeds"]), *[_cell(row.get(c)) for c in columns],
                  *[f"{row['metrics'][t]:.3f}" if t in row["metrics"] else "–" for t in titles]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -179,9 +219,9 @@ def csv_text(rows: list[dict]) -> str:
     """One line per vision model; interval columns flattened as <column>_<statistic>."""
     flat = []
     for row in rows:
-        entry = {"vision_model": row["vision_model"], "seeds": row["seeds"]}
+        entry = {"vision_model": row["vision_model"], "seeds": row["seeds"], "flags": ";".join(row["flags"])}
         for key, value in row.items():
-            if isinstance(value, dict) and key != "metrics":
+            if isinstance(value, dict) and key not in ("metrics", "flags"):
                 entry.update({f"{key}_{stat}": v for stat, v in value.items()})
         entry.update(row["metrics"])
         flat.append(entry)
@@ -221,17 +261,23 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
     by_model = {m: [r for r in runs if r.vision_model == m] for m in models}
     rows = [summarize_model(by_model[m], bootstrap_rng(m)) for m in models]
 
+    reference = random_row(runs)
     seeds_note = ", ".join(f"{m}: seeds {[r.seed for r in by_model[m]]}" for m in models)
+    warnings = "".join(f"- {row['vision_model']}, **{flag}**: {why}\n" for row in rows for flag, why in row["flags"].items())
+    random_note = (f"The random policy (uniform actions on the same episodes, {reference['seeds']} runs): source "
+                   f"{_cell(reference.get('source'))}, target {_cell(reference.get('target'))}.\n" if reference else
+                   "The random policy did not play in these runs (transfer.random_policy=false): no reference.\n")
     text = (f"# Leaderboard: {root.name}\n\n"
             "Each cell: interquartile mean over seeds × domains [stratified-bootstrap 95% interval] "
             "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
             "Metrics: mean over seeds of the vision stage's scores.\n\n"
-            f"{markdown_table(rows)}\n\nRuns: {seeds_note}.\n")
+            f"{markdown_table(rows)}\n\n{random_note}\nRuns: {seeds_note}.\n"
+            + (f"\nWarnings (darla/sanity.py):\n{warnings}" if warnings else ""))
     unfinished = unfinished_runs(root)
     if unfinished:
         text += f"\nUnfinished, left out ({len(unfinished)}): {', '.join(unfinished)}.\n"
     atomic_write(root / "leaderboard.md", lambda tmp: tmp.write_text(text))
-    atomic_write(root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows)))
+    atomic_write(root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows + ([reference] if reference else []))))
     atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))
     _plot(root, runs, by_model)
     return rows
@@ -246,6 +292,12 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
         for d in domains:
             values = np.array([[r.domain_returns[d]] for r in model_runs])
             per_domain[model].append((interquartile_mean(values.ravel()), *stratified_bootstrap_ci(values, rng, resamples=500)))
+    played = [r for r in runs if r.random_returns.keys() == r.domain_returns.keys()]
+    if played:
+        rng = bootstrap_rng("random policy")
+        values = {d: np.array([[r.random_returns[d]] for r in played]) for d in domains}
+        per_domain["random policy"] = [(interquartile_mean(values[d].ravel()),
+                                        *stratified_bootstrap_ci(values[d], rng, resamples=500)) for d in domains]
     source_count = sum(role == "source" for role in runs[0].roles.values())
     save_png(root / "returns_per_domain.png",
              interval_plot(domains, per_domain, title="Return per domain: IQM over seeds, 95% bootstrap interval",

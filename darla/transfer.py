@@ -22,6 +22,7 @@ from darla.artifacts import atomic_write, find_parent, read_jsonl, run_dir, vers
 from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, random_act, run_episodes
+from darla.sanity import episode_flags
 
 
 def run(cfg: DictConfig) -> Path:
@@ -110,7 +111,7 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     targets = [e["return"] for e in episodes if e["role"] == "target" and e["policy"] == "policy"]
     summary = {"source": source_stats, "target": describe(targets) if targets else None,
                "transfer_ratio": (np.mean(targets) / source_stats["mean"]) if targets and source_stats["mean"] else None,
-               "groups": {}, "domains": per_domain}
+               "groups": {}, "domains": per_domain, "flags": episode_flags(episodes)}
     for group in dict.fromkeys(e["group"] for e in episodes if "group" in e):
         returns = [e["return"] for e in episodes if e.get("group") == group and e["policy"] == "policy"]
         summary["groups"][group] = {**describe(returns),
@@ -132,8 +133,10 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
                           for group, g in summary["groups"].items())
     ratio = summary["transfer_ratio"]
     ratio_text = f"{ratio:.3f}" if ratio is not None else "undefined (source mean return is 0)"
+    warnings = "".join(f"- **{flag}**: {why}\n" for flag, why in summary["flags"].items())
     report = (f"# Transfer report: {title}\n\n"
-              f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, {source_stats['episodes']} episodes); "
+              + (f"Warnings:\n{warnings}\n" if warnings else "")
+              + f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, {source_stats['episodes']} episodes); "
               + (f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio_text}.\n\n" if targets else "\n\n")
               + (group_lines + "\n" if group_lines else "") + "\n".join(rows) + "\n")
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))

@@ -10,11 +10,14 @@ An experiment lists which domains the vision stage collects from, which the poli
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import parse_env_id
 
 from envs import headless  # noqa: F401
 from envs.shifts import SHIFTS, apply_shifts
@@ -38,8 +41,9 @@ class Domain:
                              f"known shifts: {sorted(SHIFTS)}")
 
     def make(self) -> gym.Env:
+        env_id = registered_id(self.env_id, self.name)
         try:
-            env = gym.make(self.env_id, disable_env_checker=True, **dict(self.kwargs))
+            env = gym.make(env_id, disable_env_checker=True, **dict(self.kwargs))
         except gym.error.Error as err:
             raise ValueError(f"domain {self.name!r}: cannot make env {self.env_id!r}: {err}") from err
         except TypeError as err:
@@ -49,6 +53,28 @@ class Domain:
         except ValueError as err:
             env.close()
             raise ValueError(f"domain {self.name!r} ({self.env_id}): {err}") from err
+
+
+def registered_id(env_id: str, domain: str = "?") -> str:
+    """``env_id`` as Gymnasium can make it in any process.
+
+    An id that is not registered yet (``MiniWorld-OneRoomS6-v0``) is looked for in the installed
+    package its prefix names (``miniworld``), which registers it on import; it is then made as
+    ``miniworld:MiniWorld-OneRoomS6-v0``, so that every worker process imports that package too.
+    """
+    if ":" in env_id or env_id in gym.registry:
+        return env_id
+    namespace, name, _ = parse_env_id(env_id)
+    package = (namespace or name).split("-")[0].split("/")[0].lower()
+    if package and importlib.util.find_spec(package) is not None:
+        importlib.import_module(package)
+        if env_id in gym.registry:
+            return f"{package}:{env_id}"
+    raise ValueError(f"domain {domain!r}: env id {env_id!r} is not registered with Gymnasium"
+                     + (f" (the installed package {package!r} does not register it)" if package and
+                        importlib.util.find_spec(package) else "")
+                     + f". If a package of yours registers it when imported, write env.id=<package>:{env_id} "
+                       f"(for example env.id=my_envs:{env_id} for my_envs.py on PYTHONPATH)")
 
 
 def domains_from_config(env_id: str, common: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],

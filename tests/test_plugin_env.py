@@ -7,6 +7,8 @@ the quick preset's budget, through the real CLI with forkserver workers.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -339,3 +341,20 @@ def test_readme_bad_envs_are_refused_on_the_command_line(user_dir, tmp_path, pro
     assert proc.returncode != 0
     assert expected in output(proc)
     assert not list(runs.rglob("config.json")) and not list(runs.rglob("frames.npz"))  # refused before any work
+
+
+def test_readme_compare_runs_on_the_users_env(user_dir, tmp_path):
+    (command,) = readme_commands(readme_text(), "compare")
+    runs = tmp_path / "runs"
+    proc = run_user_command([*command, f"runs_dir={runs}"], user_dir, timeout=1500)
+    assert proc.returncode == 0, output(proc)[-6000:]
+    root = runs / "compare_empty_room"
+    for model in ("random_cnn", "pixels"):
+        for seed in (0, 1):
+            manifest = json.loads((root / model / f"seed{seed}" / "act" / "manifest.json").read_text())
+            assert manifest["env_id"] == "my_envs:EmptyRoomPixels-v0"
+    board = (root / "leaderboard.md").read_text()
+    assert "| random_cnn" in board and "| pixels" in board
+    assert "The random policy (uniform actions on the same episodes, 4 runs): source" in board
+    rows = {r["vision_model"]: r for r in csv.DictReader(io.StringIO((root / "leaderboard.csv").read_text()))}
+    assert set(rows) == {"random_cnn", "pixels", "random policy"} and rows["pixels"]["seeds"] == "2"
