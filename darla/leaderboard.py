@@ -10,7 +10,11 @@ Per vision model, over its seeds (DESIGN §5: IQM with stratified-bootstrap 95% 
   bootstrap resamples seeds within each domain;
 - target return: the same over target domains, and per target group (ood1, ood2, ...);
 - transfer ratio: each seed's mean target return over its mean source return; IQM over seeds;
-- mean ± std over seeds of each, and the vision stage's headline disentanglement metrics.
+- mean ± std over seeds of each, and the vision stage's headline disentanglement metrics;
+- the random policy's returns on the same episodes, where it played, for scale (a row of its own in
+  leaderboard.csv, a line under the table, a series in returns_per_domain.png);
+- sanity flags (darla/sanity.py) of each model: its runs' (with the seeds that raise them), seeds
+  that returned exactly the same, intervals of zero width.
 
 Outputs in ``<dir>``: leaderboard.md, leaderboard.csv (one row per vision model), runs.csv (one
 row per run), returns_per_domain.png, disentanglement_vs_transfer.png, training_curves.png, and
@@ -205,12 +209,12 @@ def markdown_table(rows: list[dict]) -> str:
                                                                       "transfer_ratio", "metrics", "flags")],
                "transfer_ratio"]
     titles = list(dict.fromkeys(t for row in rows for t in row["metrics"]))
-    header = ["vision model", "seeds", *[c.replace("_", " ") for c in columns], *titles]
+    header = ["vision model", "seeds", *[c.replace("_", " ") for c in columns], *titles, "flags"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        name = row["vision_model"] + (" ⚠" if row["flags"] else "")
-        cells = [name, str(row["seeds"]), *[_cell(row.get(c)) for c in columns],
-                 *[f"{row['metrics'][t]:.3f}" if t in row["metrics"] else "–" for t in titles]]
+        cells = [row["vision_model"], str(row["seeds"]), *[_cell(row.get(c)) for c in columns],
+                 *[f"{row['metrics'][t]:.3f}" if t in row["metrics"] else "–" for t in titles],
+                 ", ".join(row["flags"]) or "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -15,15 +15,18 @@ from envs.domains import Domain, DomainMixture
 class _MixtureFactory:
     """Picklable env constructor for subprocess workers."""
 
-    def __init__(self, domains: Sequence[Domain], state: bool):
-        self.domains, self.state = list(domains), state
+    def __init__(self, domains: Sequence[Domain], state: bool, worker: bool):
+        self.domains, self.state, self.worker = list(domains), state, worker
 
     def __call__(self) -> DomainMixture | StateObservation:
         # Each worker is a fresh process: cap its torch threads so workers do not fight the
         # learner for the cores, and let `envs` switch pyglet to headless EGL before Miniworld.
-        import torch
+        # In this process (dummy), leave them: the learner's thread count decides its float
+        # reduction order, and a resumed run must train with the same one as an uninterrupted run.
+        if self.worker:
+            import torch
 
-        torch.set_num_threads(1)
+            torch.set_num_threads(1)
         mixture = DomainMixture(self.domains)
         return StateObservation(mixture) if self.state else mixture
 
@@ -38,7 +41,7 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
     ``encoder``, observations are replaced by its frozen latent mean (see LatentObservation);
     with ``state``, by the env's ground-truth task state (see StateObservation).
     """
-    factories = [_MixtureFactory(domains, state) for _ in range(num_envs)]
+    factories = [_MixtureFactory(domains, state, worker=kind == "subprocess") for _ in range(num_envs)]
     if kind == "subprocess":
         # A job run in a joblib worker (hydra/launcher=local_pool) has 'loky' as its global start
         # method; our workers would inherit that name and fail to start, as loky is not loaded there.

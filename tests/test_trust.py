@@ -85,7 +85,7 @@ def test_an_edited_manifest_is_refused_by_its_content_hash(quick_run, tmp_path):
     see = run / "see"
     assert (f"{see / MANIFEST}, {see / 'dae.safetensors'}, {see / 'vision_model.safetensors'} do not match the "
             f"content hash recorded in the manifest") in proc.stderr
-    assert not (runs / QUICK_NAME / "act").exists()
+    assert not (runs / QUICK_NAME / "act" / "config.json").exists()
 
 
 def test_the_manifests_latent_dim_is_checked(quick_run, tmp_path):
@@ -118,7 +118,7 @@ def test_parents_from_another_env_or_other_domains_are_refused(quick_run, tmp_pa
     assert proc.returncode == 2 and "Traceback" not in output(proc)
     assert (f"parent {run / 'see'} was made on env 'MyPixelsEnv-v0' (my_env); this stage runs env "
             f"'darla/CollectGoodObjects-v0' (collect_good_objects)") in proc.stderr
-    assert not (runs / "other").exists()
+    assert not (runs / "other" / "act" / "config.json").exists()
 
 
 class TinyModel(VisionModel):
