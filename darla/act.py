@@ -56,8 +56,8 @@ def policy_view(cfg: DictConfig) -> PolicyInput:
     """What this act run's policy reads (with the see run it reads through, if any)."""
     kind = policy_input_kind(cfg.vision_model)
     if kind not in ("latents", "fine_tune"):
-        return PolicyInput.load(kind, None)
-    return PolicyInput.load(kind, find_parent(cfg.act.see_run, cfg.runs_dir, "see"))
+        return PolicyInput.load(kind, None, cfg.act.frame_stack)
+    return PolicyInput.load(kind, find_parent(cfg.act.see_run, cfg.runs_dir, "see"), cfg.act.frame_stack)
 
 
 class KeepSchedules(BaseCallback):
@@ -227,6 +227,7 @@ def run(cfg: DictConfig) -> Path:
         "vision_model": cfg.vision_model.name,
         "policy": view.policy,
         "policy_input": view.kind,
+        "frame_stack": view.frame_stack,
         "see_dir": str(view.see_dir) if view.see_dir else None,
         "see_hash": settings["see_hash"],
         "observation_shape": list(train_env.observation_space.shape),
@@ -272,7 +273,7 @@ def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, d
 def policy_input_of(act_dir: Path, manifest: dict) -> PolicyInput:
     """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
     see_dir = Path(manifest["see_dir"]) if manifest.get("see_dir") else None
-    view = PolicyInput.load(manifest["policy_input"], see_dir)
+    view = PolicyInput.load(manifest["policy_input"], see_dir, int(manifest.get("frame_stack", 1)))
     if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
         raise UserError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
                          f"but {see_dir} now holds {view.see_manifest['content_hash']}")

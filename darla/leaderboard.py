@@ -327,10 +327,13 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
     # Transfer against shift size, for targets graded by one shift's intensity.
     shifts = graded_shifts(runs[0].roles, runs[0].domain_settings)
     if shifts:
+        series = {model: [r.domain_returns for r in model_runs] for model, model_runs in by_model.items()}
+        if played:
+            series["random policy"] = [r.random_returns for r in played]
         panels = {label: {model: (np.array([i for i, _ in points]),
-                                  np.array([interquartile_mean([r.domain_returns[d] for r in model_runs])
+                                  np.array([interquartile_mean([returns[d] for returns in model_returns])
                                             for _, d in points]))
-                          for model, model_runs in by_model.items()}
+                          for model, model_returns in series.items()}
                   for label, points in shifts.items()}
         save_png(root / "transfer_vs_shift.png",
                  curves_plot(panels, title="Return against shift intensity (IQM over seeds)",

@@ -22,7 +22,7 @@ import gymnasium as gym
 import torch
 from omegaconf import DictConfig
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
 from darla.artifacts import read_manifest
 from darla.see import load_vision_model
@@ -69,17 +69,18 @@ class PolicyInput:
     see_dir: Path | None = None
     encoder: torch.nn.Module | None = None  # the frozen vision model, for kind == "latents"
     see_manifest: dict | None = None  # the manifest of see_dir
+    frame_stack: int = 1  # the policy sees its last frame_stack observations (act.frame_stack)
 
     @classmethod
-    def load(cls, kind: str, see_dir: Path | None) -> "PolicyInput":
+    def load(cls, kind: str, see_dir: Path | None, frame_stack: int = 1) -> "PolicyInput":
         if kind not in ("latents", "fine_tune"):
-            return cls(kind)
+            return cls(kind, frame_stack=frame_stack)
         if see_dir is None:
             raise ValueError(f"policy_input={kind} needs the see run that trained the encoder")
         if kind == "latents":
             encoder, manifest = load_vision_model(see_dir)
-            return cls(kind, see_dir, encoder, manifest)
-        return cls(kind, see_dir, None, read_manifest(see_dir, "see"))
+            return cls(kind, see_dir, encoder, manifest, frame_stack)
+        return cls(kind, see_dir, None, read_manifest(see_dir, "see"), frame_stack)
 
     @property
     def policy(self) -> str:
@@ -95,4 +96,9 @@ class PolicyInput:
     def vec_env(self, domains: Sequence[Domain], num_envs: int, kind: str, seed: int | None,
                 device: torch.device) -> VecEnv:
         encoder = self.encoder if self.kind == "latents" else None
-        return make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state")
+        return self.stack(make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state"))
+
+    def stack(self, venv: VecEnv) -> VecEnv:
+        """The last ``frame_stack`` observations side by side (latents, states, or frames' channels):
+        a short history, for tasks where velocity matters."""
+        return VecFrameStack(venv, self.frame_stack) if self.frame_stack > 1 else venv

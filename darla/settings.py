@@ -142,6 +142,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "act.eval_episodes": integer(1),
     "act.checkpoint_every": integer(1),
     "act.deterministic": boolean(),
+    "act.frame_stack": integer(1, 64),
     "transfer.episodes": integer(1),
     "transfer.seed": integer(0, 2**31 - 1),
     "transfer.random_policy": boolean(),
@@ -230,6 +231,11 @@ def _cross_field(cfg: DictConfig) -> list[str]:
             if number(0, 1)[0](low) and number(0, 1)[0](high) and low > high:
                 found.append(f"{prefix}.mask_min_frac={low} is not allowed: expected at most "
                              f"{prefix}.mask_max_frac={high}")
+    _, stack = _select(cfg, "act.frame_stack")
+    _, policy_input = _select(cfg, "vision_model.policy_input")
+    if policy_input == "fine_tune" and integer(2)[0](stack):
+        found.append(f"act.frame_stack={stack} is not allowed with vision_model.policy_input=fine_tune: expected 1 "
+                     f"(the fine-tuned encoder reads one frame)")
     present, hp = _select(cfg, "agent.hyperparameters")
     _, num_envs = _select(cfg, "num_envs")
     _, algorithm = _select(cfg, "agent.algorithm")

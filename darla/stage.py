@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"darla: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     if stage == "diagnose" and argv and "=" not in argv[0] and not argv[0].startswith("-"):
-        argv[0] = f"see_run={argv[0]}"  # `diagnose runs/x/see`: the run is positional
+        # `diagnose runs/x/see`: the run is positional, and Hydra's run directory is that run's, so
+        # diagnosing another run leaves no directory of its own behind.
+        argv[:1] = [f"see_run='{argv[0]}'", f"hydra.run.dir='{argv[0]}'"]
     sys.argv = [f"darla.stage {stage}", *argv]
     importlib.import_module(STAGES[stage][0]).main()
 

@@ -152,7 +152,7 @@ def run(cfg: DictConfig) -> Path:
 
     # The recorder sits on the raw frames; the policy's own view (latents, or the frames themselves) goes on top.
     recorder = EpisodeRecorder(make_vec_env([d for _, d in filmed], 1, "dummy", None))
-    venv = LatentObservation(recorder, view.encoder, device) if view.encoder is not None else recorder
+    venv = view.stack(LatentObservation(recorder, view.encoder, device) if view.encoder is not None else recorder)
     rows = []
     try:
         agent = load_policy(act_dir, act_manifest, view, venv, device)
