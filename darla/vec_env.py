@@ -47,7 +47,15 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
         # method; our workers would inherit that name and fail to start, as loky is not loaded there.
         if multiprocessing.get_start_method(allow_none=True) not in (None, *multiprocessing.get_all_start_methods()):
             multiprocessing.set_start_method("forkserver", force=True)
-        venv: VecEnv = SubprocVecEnv(factories, start_method="forkserver")
+        try:
+            venv: VecEnv = SubprocVecEnv(factories, start_method="forkserver")
+        except (EOFError, ConnectionError) as err:
+            # A worker died building its env; SB3 only sees the broken pipe. Build the same env here,
+            # so that the user gets the worker's own exception rather than a ConnectionResetError.
+            _MixtureFactory(domains, state, worker=False)().close()
+            raise RuntimeError(f"an env worker died while building domains {[d.name for d in domains]} "
+                               f"({type(err).__name__}), though they build in this process; see the worker's "
+                               f"output above") from err
     elif kind == "dummy":
         venv = DummyVecEnv(factories)
     else:

@@ -136,3 +136,11 @@ def test_a_stock_id_of_a_package_that_registers_on_import_is_found():
 def test_importing_darla_switches_miniworld_to_headless():
     code = "import darla, pyglet; print(pyglet.options['headless'])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_an_env_that_fails_in_a_worker_raises_its_own_error():
+    from darla.vec_env import make_vec_env
+
+    broken = Domain("broken", "darla/CollectGoodObjects-v0", {"object_set": "nope"})
+    with pytest.raises(ValueError, match=r"CollectGoodObjects: unknown object_set 'nope'"):
+        make_vec_env([broken], 1, "subprocess", 0)
