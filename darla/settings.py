@@ -140,7 +140,6 @@ RULES: dict[str, tuple[Rule, str]] = {
     "act.total_timesteps": integer(1),
     "act.eval_every": integer(1),
     "act.eval_episodes": integer(1),
-    "act.checkpoint_every": integer(1),
     "act.deterministic": boolean(),
     "act.frame_stack": integer(1, 64),
     "transfer.episodes": integer(1),

@@ -19,7 +19,7 @@ from darla.evaluation import interquartile_mean, rank_correlation, stratified_bo
 from darla.leaderboard import build_leaderboard
 
 TARGETS = ["heldout_pairing", "sky_red"]
-TINY = ["experiment=quick", "num_envs=2", "act.total_timesteps=512", "act.eval_every=512", "act.checkpoint_every=512",
+TINY = ["experiment=quick", "num_envs=2", "act.total_timesteps=512", "act.eval_every=512",
         f"env.targets=[{','.join(TARGETS)}]", "transfer.random_policy=false"]
 
 

@@ -19,7 +19,7 @@ from conftest import check_ok, output, run_cli, snapshot
 from darla.artifacts import read_json
 
 TINY = ("experiment=quick", "vision_model=random_cnn", "vec_env=dummy", "num_envs=1", "see.frames=100",
-        "act.eval_every=256", "act.checkpoint_every=256", "act.eval_episodes=1", "transfer.episodes=1",
+        "act.eval_every=256", "act.eval_episodes=1", "transfer.episodes=1",
         "transfer.random_policy=false", "env.vision=[hat_can_default]", "env.source=[hat_can_default]",
         "env.targets=[heldout_pairing]",
         "env.target_groups={heldout:[heldout_pairing]}")

@@ -19,7 +19,7 @@ from envs.domains import DomainMixture
 
 DOMAINS = ("env.source=[hat_can_default]", "env.targets=[heldout_pairing]")
 TINY = ("experiment=quick", "vec_env=dummy", "num_envs=1", "see.frames=100", "act.total_timesteps=512",
-        "act.eval_every=256", "act.checkpoint_every=256", "act.eval_episodes=1", "transfer.episodes=2",
+        "act.eval_every=256", "act.eval_episodes=1", "transfer.episodes=2",
         "transfer.random_policy=false", "env.vision=[hat_can_default]", *DOMAINS,
         "env.target_groups={heldout:[heldout_pairing]}")
 NAME = "quick_random_cnn"
