@@ -275,3 +275,34 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
                                                                  float(offset @ agent.right_vec) / self.room_size)
             rows.append([ahead, right, float(obj.kind), float(self.collected[i])])
         return np.concatenate([head, np.ravel(rows)]).astype(np.float32)
+
+
+def task_quantities(states: np.ndarray, half_fov_deg: float = 30.0) -> dict:
+    """What a policy needs to read from a frame, computed from ``task_state`` vectors (N, 5 + 4 k),
+    for the task probe (vision_models/metrics/task_probe.py).
+
+    The agent's position and heading; whether a good object is in view; and for the nearest object
+    in view (ahead, within ``half_fov_deg`` of the view axis — the default camera's 60° — and not yet
+    collected): its kind (good or bad), bearing and distance. Distances are in room sizes.
+    """
+    from vision_models.metrics.task_probe import CLASSIFICATION, REGRESSION, Quantity
+
+    states = np.asarray(states, float)
+    objects = states[:, 5:].reshape(len(states), -1, 4)  # ahead, right, kind, collected
+    ahead, right, kind, collected = (objects[..., i] for i in range(4))
+    bearing = np.degrees(np.arctan2(right, ahead))
+    distance = np.hypot(ahead, right)
+    in_view = (ahead > 0) & (np.abs(bearing) <= half_fov_deg) & (collected == 0)
+    nearest = np.argmin(np.where(in_view, distance, np.inf), axis=1)
+    rows = np.arange(len(states))
+    visible = in_view.any(axis=1)
+    return {
+        "agent_x": Quantity(REGRESSION, states[:, 0]),
+        "agent_z": Quantity(REGRESSION, states[:, 1]),
+        "heading_cos": Quantity(REGRESSION, states[:, 2]),
+        "heading_sin": Quantity(REGRESSION, states[:, 3]),
+        "good_in_view": Quantity(CLASSIFICATION, (in_view & (kind > 0)).any(axis=1).astype(int)),
+        "nearest_kind": Quantity(CLASSIFICATION, kind[rows, nearest].astype(int), visible),
+        "nearest_bearing": Quantity(REGRESSION, bearing[rows, nearest], visible),
+        "nearest_distance": Quantity(REGRESSION, distance[rows, nearest], visible),
+    }

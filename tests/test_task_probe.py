@@ -1,0 +1,63 @@
+"""The task probe's oracle tests: the state itself scores about 1, a constant code scores chance (0),
+and a code with one quantity taken out loses exactly that quantity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vision_models.metrics.task_probe import CLASSIFICATION, REGRESSION, Quantity, probe_scores, state_quantities
+
+
+def world(n: int, seed: int):
+    """Three task quantities of n frames, and a code that holds each of them in its own latents."""
+    rng = np.random.default_rng(seed)
+    heading = rng.uniform(-np.pi, np.pi, n)
+    distance = rng.uniform(0.1, 1.0, n)
+    good = rng.integers(0, 2, n)
+    visible = rng.random(n) < 0.7
+    quantities = {"heading_cos": Quantity(REGRESSION, np.cos(heading)),
+                  "distance": Quantity(REGRESSION, distance, visible),
+                  "good": Quantity(CLASSIFICATION, good, visible)}
+    code = np.stack([np.cos(heading), np.sin(heading), distance, good - 0.5, rng.normal(size=n)], axis=1)
+    return code, quantities
+
+
+def scores(code_of):
+    train_code, train = world(2000, 0)
+    test_code, test = world(500, 1)
+    return probe_scores(code_of(train_code), train, {"heldout": (code_of(test_code), test)}, seed=0,
+                        num_train=2000)
+
+
+def test_the_state_itself_scores_about_one():
+    result = scores(lambda c: c)
+    for name, entry in result["quantities"].items():
+        assert entry["linear"]["heldout"] > 0.95 and entry["mlp"]["heldout"] > 0.95, name
+    assert result["summary"]["heldout"] > 0.95
+
+
+def test_a_constant_code_scores_chance():
+    result = scores(lambda c: np.zeros_like(c))
+    for name, entry in result["quantities"].items():
+        assert entry["linear"]["heldout"] < 0.02 and entry["mlp"]["heldout"] < 0.02, name
+    assert result["summary"]["heldout"] < 0.02
+
+
+@pytest.mark.parametrize("removed, columns", [("heading_cos", [0]), ("distance", [2]), ("good", [3])])
+def test_a_code_without_one_quantity_loses_exactly_that_one(removed, columns):
+    result = scores(lambda c: np.delete(c, columns, axis=1))
+    for name, entry in result["quantities"].items():
+        if name == removed:
+            assert entry["mlp"]["heldout"] < 0.1, name
+        else:
+            assert entry["mlp"]["heldout"] > 0.9, name
+
+
+def test_state_quantities_are_the_varying_dimensions_and_undefined_splits_score_none():
+    states = np.stack([np.linspace(0, 1, 50), np.ones(50)], axis=1)
+    assert list(state_quantities(states)) == ["state_0"]
+    quantities = {"q": Quantity(REGRESSION, np.linspace(0, 1, 50))}
+    few = {"q": Quantity(REGRESSION, np.linspace(0, 1, 50), np.arange(50) < 3)}
+    result = probe_scores(states, quantities, {"few": (states, few)})
+    assert result["quantities"]["q"]["mlp"]["few"] is None and result["summary"]["few"] is None
