@@ -176,9 +176,14 @@ def model_flags(runs: list[RunResult], row: dict) -> dict[str, str]:
     return flags
 
 
+def random_played(runs: list[RunResult]) -> list[RunResult]:
+    """The runs in which the random policy played every domain the policy did."""
+    return [r for r in runs if r.random_returns.keys() == r.domain_returns.keys()]
+
+
 def random_row(runs: list[RunResult]) -> dict | None:
     """The random policy's source and target returns over the runs where it played, for scale."""
-    played = [r for r in runs if r.random_returns.keys() == r.domain_returns.keys()]
+    played = random_played(runs)
     if not played:
         return None
     row: dict = {"vision_model": "random policy", "seeds": len(played), "metrics": {}, "flags": {}}
@@ -296,7 +301,7 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
         for d in domains:
             values = np.array([[r.domain_returns[d]] for r in model_runs])
             per_domain[model].append((interquartile_mean(values.ravel()), *stratified_bootstrap_ci(values, rng, resamples=500)))
-    played = [r for r in runs if r.random_returns.keys() == r.domain_returns.keys()]
+    played = random_played(runs)
     if played:
         rng = bootstrap_rng("random policy")
         values = {d: np.array([[r.random_returns[d]] for r in played]) for d in domains}

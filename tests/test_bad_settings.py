@@ -85,8 +85,7 @@ def test_a_bad_setting_is_refused_in_one_line_and_nothing_is_lost(finished, tmp_
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"darla {stage}: error: "), proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    value = overrides[[o.split("=")[0] for o in overrides].index(key)].split("=", 1)[1] if key in \
-        [o.split("=")[0] for o in overrides] else None
+    value = dict(o.split("=", 1) for o in overrides).get(key)  # None where the key sits inside a group value
     assert f"{key}=" in lines[0] and "is not allowed: expected" in lines[0], lines[0]
     if value is not None:
         assert value.strip("'") in lines[0], lines[0]
