@@ -80,7 +80,7 @@ class Training:
 
     Every segment starts its training episodes afresh from seeds fixed by the run's seed and step
     count, so the checkpoint written after each evaluation (agent parameters and optimiser, DQN's
-    replay buffer, counters and the random generators of torch, numpy, Python and the action space)
+    replay buffer and exploration rate, counters and the random generators of torch, numpy, Python and the action space)
     holds everything the rest of the run depends on: a killed run resumed from it ends with the same
     weights, bit for bit on CPU, as one never interrupted.
     """
@@ -101,6 +101,8 @@ class Training:
         state = {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict(),
                  "num_timesteps": agent.num_timesteps, "n_calls": getattr(agent, "_n_calls", 0),
                  "n_updates": getattr(agent, "_n_updates", 0), "history": self.history, "best": self.best,
+                 # DQN's first action after a resume is drawn with the rate of the step before it.
+                 "exploration_rate": float(getattr(agent, "exploration_rate", 0.0)),
                  "rng": {**rng_state(), "action_space": agent.action_space.np_random.bit_generator.state}}
         if isinstance(agent, DQN):
             buffer = agent.replay_buffer
@@ -121,6 +123,8 @@ class Training:
         if hasattr(agent, "_n_calls"):
             agent._n_calls = int(state["n_calls"])
         agent._n_updates = int(state["n_updates"])
+        if hasattr(agent, "exploration_rate"):
+            agent.exploration_rate = float(state["exploration_rate"])
         self.history = list(state["history"])
         self.best = {"timesteps": int(state["best"]["timesteps"]), "mean": float(state["best"]["mean"])}
         set_rng_state(state["rng"])
