@@ -10,6 +10,9 @@ Written by ``see`` at the end of training, and again by ``python -m darla.stage 
 - metrics.json          disentanglement metrics, when the env has a factor dataset (and metrics.compute
                         names any)
 - factor_response.png   mean code of each latent against each factor's value (idem)
+- metrics.json          also the task probe, when the env reports a task state (darla/probe.py):
+  task_probe            how well each task quantity can be read from the latents, on held-out
+                        exploration episodes and on each target domain's frames (probe_frames.npz)
 
 Encoder-only models (random_cnn) get the KL plot, the metrics and the factor plot only.
 The weights and their hash in manifest.json are never touched, so diagnosing a finished run
@@ -31,8 +34,9 @@ from darla import images
 from darla.artifacts import MANIFEST, find_parent, read_npz, write_json
 from darla.config import plain, prepare, resolve_device
 from darla.errors import UserError, user_facing
-from darla.trust import build_recorded
 from darla.latent_env import frames_to_tensor
+from darla.probe import TaskProbe
+from darla.trust import build_recorded
 from darla.sanity import vision_flags
 from vision_models import plots
 from vision_models.diagnostics import reconstruction_grid, traversal_frames, traversal_grid
@@ -74,10 +78,11 @@ def representation_function(model, device: torch.device, batch_size: int):
 
 
 def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_cfg, device: torch.device,
-             seed: int) -> dict:
+             seed: int, probe: TaskProbe | None = None) -> dict:
     """Write every diagnostic of ``model`` into ``out``; ``groups`` maps a band name to uint8 frames.
 
-    Returns the metrics (empty without a factor dataset).
+    Returns what metrics.json holds: the disentanglement metrics (with a factor dataset) and the
+    task probe (with ``probe``); empty without either.
     """
     model = model.to(device).eval()
     rng = np.random.default_rng(seed)
@@ -112,20 +117,24 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
     write_json(out / "latents.json", {"kl_per_dim": kl.tolist(), "traversal_order": order, "input_std": input_std,
                                       "reconstruction_std": reconstruction_std, "flags": flags})
 
-    if dataset is None or not metrics_cfg.compute:
-        return {}
-    codes = encode_grid(dataset, representation_function(model, device, metrics_cfg.encode_batch_size),
-                        batch_size=metrics_cfg.encode_batch_size)
-    print(f"[diagnose] encoded {len(codes.mean):,} grid points in {codes.encode_seconds:.1f}s")
-    results = evaluate(codes, plain(metrics_cfg.compute), metrics_cfg.seed)
-    for name, scores in results.items():
-        print(f"[diagnose] {name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                   for k, v in scores.items()))
-    write_json(out / "metrics.json", {"factor_names": list(codes.factor_names),
-                                      "factor_sizes": list(codes.factor_sizes),
-                                      "encode_seconds": codes.encode_seconds, "metrics": results})
-    images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))
-    return results
+    report: dict = {}
+    if dataset is not None and metrics_cfg is not None and metrics_cfg.compute:
+        codes = encode_grid(dataset, representation_function(model, device, metrics_cfg.encode_batch_size),
+                            batch_size=metrics_cfg.encode_batch_size)
+        print(f"[diagnose] encoded {len(codes.mean):,} grid points in {codes.encode_seconds:.1f}s")
+        results = evaluate(codes, plain(metrics_cfg.compute), metrics_cfg.seed)
+        for name, scores in results.items():
+            print(f"[diagnose] {name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                       for k, v in scores.items()))
+        report.update({"factor_names": list(codes.factor_names), "factor_sizes": list(codes.factor_sizes),
+                       "encode_seconds": codes.encode_seconds, "metrics": results})
+        images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))
+    if probe is not None:
+        represent = representation_function(model, device, 512)
+        report["task_probe"] = probe.scores(lambda frames: represent(frames)[0])
+    if report:
+        write_json(out / "metrics.json", {"metrics": {}, **report})
+    return report
 
 
 def image_groups(see_dir: Path, manifest: dict, dataset, seed: int, per_group: int = 512) -> dict[str, np.ndarray]:
@@ -149,7 +158,7 @@ def run(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     start = time.perf_counter()
     diagnose(model, see_dir, image_groups(see_dir, manifest, dataset, cfg.seed), dataset, cfg.metrics, device,
-             cfg.seed)
+             cfg.seed, TaskProbe.of_see_run(see_dir, manifest, cfg))
     print(f"[diagnose] wrote the diagnostics of {see_dir} in {time.perf_counter() - start:.1f}s")
     return see_dir
 

@@ -10,7 +10,7 @@ Per vision model, over its seeds (DESIGN §5: IQM with stratified-bootstrap 95% 
   bootstrap resamples seeds within each domain;
 - target return: the same over target domains, and per target group (ood1, ood2, ...);
 - transfer ratio: each seed's mean target return over its mean source return; IQM over seeds;
-- mean ± std over seeds of each, and the vision stage's headline disentanglement metrics;
+- mean ± std over seeds of each, and the vision stage's headline disentanglement metrics and task probe;
 - the random policy's returns on the same episodes, where it played, for scale (a row of its own in
   leaderboard.csv, a line under the table, a series in returns_per_domain.png);
 - sanity flags (darla/sanity.py) of each model: its runs' (with the seeds that raise them), seeds
@@ -31,11 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest
+from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest, write_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
 from darla.images import save_png
 from darla.sanity import episode_flags, interval_flags, seed_flags
 from vision_models.metrics import HEADLINE_SCORES
+
+# The task probe's summary numbers (darla/probe.py): key in metrics.json's task_probe, short title.
+PROBE_SCORES = (("heldout", "Task probe"), ("targets", "Task probe (targets)"))
+SCORE_TITLES = (*(title for _, _, title in HEADLINE_SCORES), *(title for _, title in PROBE_SCORES))
 from vision_models.plots import curves_plot, interval_plot, scatter_plot
 
 BOOTSTRAP_SEED = 0  # fixed, so re-making a leaderboard gives the same intervals
@@ -83,9 +87,11 @@ def read_run(path: Path) -> RunResult:
     see_dir = read_manifest(act_dir, "act").get("see_dir")
     metrics: dict[str, float] = {}
     if see_dir and (Path(see_dir) / "metrics.json").exists():
-        scores = read_json(Path(see_dir) / "metrics.json")["metrics"]
+        report = read_json(Path(see_dir) / "metrics.json")
+        scores, probe = report.get("metrics", {}), report.get("task_probe", {})
         metrics = {title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
                    if metric in scores and key in scores[metric]}
+        metrics.update({title: float(probe[key]) for key, title in PROBE_SCORES if probe.get(key) is not None})
     settings = read_json(path / "transfer" / "config.json")["domains"]
     random_returns = {d: float(np.mean([e["return"] for e in randoms if e["domain"] == d]))
                       for d in dict.fromkeys(e["domain"] for e in randoms)}
@@ -158,7 +164,7 @@ def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
     ratios = np.array([[run.transfer_ratio] for run in runs])
     if np.all(np.isfinite(ratios)):
         row["transfer_ratio"] = _interval(ratios, rng)
-    titles = [t for _, _, t in HEADLINE_SCORES if all(t in r.metrics for r in runs)]
+    titles = [t for t in SCORE_TITLES if all(t in r.metrics for r in runs)]
     row["metrics"] = {t: float(np.mean([r.metrics[t] for r in runs])) for t in titles}
     row["flags"] = model_flags(runs, row)
     return row
@@ -313,21 +319,30 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
                            ylabel="episode return", divider=source_count))
 
     # DARLA's headline figure: does a more disentangled vision transfer better? One panel per
-    # metric and outcome, one dot per run, Spearman's rho over all runs that have the metric.
-    titles = [t for _, _, t in HEADLINE_SCORES if any(t in r.metrics for r in runs)]
-    panels = []
-    for outcome, value in (("target return", lambda r: r.mean_return("target")), ("transfer ratio", lambda r: r.transfer_ratio)):
+    # score and outcome, one dot per run, Spearman's rho over all runs that have the score; the task
+    # probe also against source return (does the probe predict what RL will learn?). The rhos go to
+    # correlations.json.
+    titles = [t for t in SCORE_TITLES if any(t in r.metrics for r in runs)]
+    outcomes = {"source return": lambda r: r.mean_return("source"), "target return": lambda r: r.mean_return("target"),
+                "transfer ratio": lambda r: r.transfer_ratio}
+    panels, correlations = [], {}
+    for outcome, value in outcomes.items():
         for title in titles:
             scored = [r for r in runs if title in r.metrics and np.isfinite(value(r))]
             if len(scored) < 2:
                 continue
             xs, ys = [r.metrics[title] for r in scored], [value(r) for r in scored]
             rho = rank_correlation(xs, ys)
+            correlations.setdefault(title, {})[outcome] = {"spearman_rho": rho, "n": len(scored)}
+            if outcome == "source return" and title not in dict(PROBE_SCORES).values():
+                continue
             panels.append({"x": xs, "y": ys, "series": [r.vision_model for r in scored], "xlabel": title,
                            "ylabel": outcome, "title": f"{title}: rho = {rho:.2f} (n={len(scored)})"})
     if panels:
         save_png(root / "disentanglement_vs_transfer.png",
-                 scatter_plot(panels, title="Disentanglement of the vision against transfer (one dot per run)"))
+                 scatter_plot(panels, title="Disentanglement and task probe of the vision against transfer "
+                                            "(one dot per run)"))
+        write_json(root / "correlations.json", correlations)
 
     # Transfer against shift size, for targets graded by one shift's intensity.
     shifts = graded_shifts(runs[0].roles, runs[0].domain_settings)

@@ -6,9 +6,11 @@
 2. If the model needs one (β-VAE_DAE), train the denoising autoencoder J first, then freeze it.
 3. Train the vision model (on factor sweeps for models that ask for them, DC-IGN).
 4. Diagnose it (darla/diagnose.py): reconstructions per domain, latent traversals sorted by KL,
-   KL per latent and, when the env has a factor dataset, the disentanglement metrics.
+   KL per latent, when the env has a factor dataset the disentanglement metrics, and when it
+   reports a task state the task probe (darla/probe.py; frames of the target domains are
+   collected for it, never trained on).
 
-Outputs in runs/<name>/see/: frames.npz, dae.safetensors, vision_model.safetensors, the
+Outputs in runs/<name>/see/: frames.npz, probe_frames.npz, dae.safetensors, vision_model.safetensors, the
 diagnostics (reconstructions.png, traversals.png/.gif, kl_per_dim.png, latents.json, metrics.json,
 factor_response.png) and manifest.json. Each step is skipped when its output is already there,
 and training resumes from its checkpoint, so an interrupted run continues when the same command
@@ -30,38 +32,11 @@ from darla.artifacts import MANIFEST, load_weights, read_manifest, read_npz, run
 from darla.config import domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.diagnose import diagnose, image_groups, make_factor_dataset
 from darla.errors import UserError, user_facing
+from darla.probe import TaskProbe
 from darla.trust import build_recorded
-from darla.vec_env import make_vec_env
+from darla.vec_env import collect_frames
 from darla.vision_training import FactorBatches, FrameBatches, train_vision
-from envs.domains import Domain, stack_factors
 from vision_models.base import VisionModel
-
-
-def collect_frames(vision_domains: list[Domain], n_frames: int, num_envs: int, vec_env: str,
-                   seed: int) -> dict[str, np.ndarray]:
-    """Frames from a random policy over a vector env, with each frame's domain and factors."""
-    venv = make_vec_env(vision_domains, num_envs, vec_env, seed)
-    names = [d.name for d in vision_domains]
-    venv.action_space.seed(seed)
-    frames, domain_ids, factors = [], [], []
-    obs = venv.reset()
-    infos = list(venv.unwrapped.reset_infos)
-    try:
-        while len(frames) < n_frames:
-            for frame, info in zip(obs, infos):
-                frames.append(frame)
-                domain_ids.append(names.index(info["domain"]))
-                factors.append(info.get("factors", {}))
-            actions = np.stack([venv.action_space.sample() for _ in range(num_envs)])
-            obs, _, dones, step_infos = venv.step(actions)
-            # A finished episode's env was reset: the new frame belongs with its reset info.
-            infos = [venv.unwrapped.reset_infos[i] if done else step_infos[i] for i, done in enumerate(dones)]
-    finally:
-        venv.close()
-    data = {"frames": np.stack(frames[:n_frames]), "domain": np.array(domain_ids[:n_frames], np.int16)}
-    if factors[0]:
-        data.update({f"factor_{k}": v for k, v in stack_factors(factors[:n_frames]).items()})
-    return data
 
 
 def build_model(vision_model_cfg, dae: torch.nn.Module | None = None) -> torch.nn.Module:
@@ -189,7 +164,8 @@ def run(cfg: DictConfig) -> Path:
 
     # 4. Diagnostics and, on ground truth, disentanglement metrics.
     t0 = time.perf_counter()
-    diagnose(model, out, image_groups(out, manifest, dataset, cfg.seed), dataset, cfg.metrics, device, cfg.seed)
+    diagnose(model, out, image_groups(out, manifest, dataset, cfg.seed), dataset, cfg.metrics, device, cfg.seed,
+             TaskProbe.of_see_run(out, manifest, cfg))
     timings["diagnose_s"] = time.perf_counter() - t0
 
     write_manifest(out, manifest)

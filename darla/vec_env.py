@@ -5,11 +5,13 @@ from __future__ import annotations
 import multiprocessing
 from typing import Sequence
 
+import numpy as np
+
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
 from darla.latent_env import LatentObservation, StateObservation
-from envs.domains import Domain, DomainMixture
+from envs.domains import Domain, DomainMixture, stack_factors
 
 
 class _MixtureFactory:
@@ -64,3 +66,40 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
         venv.seed(seed)
     venv = VecMonitor(venv)
     return LatentObservation(venv, encoder, device) if encoder is not None else venv
+
+
+def collect_frames(vision_domains: Sequence[Domain], n_frames: int, num_envs: int, vec_env: str,
+                   seed: int) -> dict[str, np.ndarray]:
+    """Frames from a random policy over a vector env, with each frame's domain, episode and factors,
+    and the env's task state (``info["state"]``) when it reports one (for the task probe)."""
+    venv = make_vec_env(vision_domains, num_envs, vec_env, seed)
+    names = [d.name for d in vision_domains]
+    venv.action_space.seed(seed)
+    frames, domain_ids, episode_ids, factors, states = [], [], [], [], []
+    episode = np.arange(num_envs)  # each worker's current episode, numbered in the order they start
+    obs = venv.reset()
+    infos = list(venv.unwrapped.reset_infos)
+    try:
+        while len(frames) < n_frames:
+            for worker, (frame, info) in enumerate(zip(obs, infos)):
+                frames.append(frame)
+                domain_ids.append(names.index(info["domain"]))
+                episode_ids.append(episode[worker])
+                factors.append(info.get("factors", {}))
+                states.append(info.get("state"))
+            actions = np.stack([venv.action_space.sample() for _ in range(num_envs)])
+            obs, _, dones, step_infos = venv.step(actions)
+            # A finished episode's env was reset: the new frame belongs with its reset info.
+            infos = [venv.unwrapped.reset_infos[i] if done else step_infos[i] for i, done in enumerate(dones)]
+            for worker in np.flatnonzero(dones):
+                episode[worker] = episode.max() + 1
+    finally:
+        venv.close()
+    data = {"frames": np.stack(frames[:n_frames]), "domain": np.array(domain_ids[:n_frames], np.int16),
+            "episode": np.array(episode_ids[:n_frames], np.int32)}
+    if factors[0]:
+        data.update({f"factor_{k}": v for k, v in stack_factors(factors[:n_frames]).items()})
+    states = states[:n_frames]
+    if all(s is not None for s in states) and len({np.shape(s) for s in states}) == 1:
+        data["state"] = np.stack(states).astype(np.float32)
+    return data

@@ -14,10 +14,12 @@ Pure functions of arrays and a seed; which quantities an env has is the env's bu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -86,7 +88,9 @@ def probe_scores(train_codes: np.ndarray, train: Mapping[str, Quantity],
             result["quantities"][name] = entry  # nothing to learn: it never varies where it is defined
             continue
         for probe, model in _models(quantity.kind, seed, hidden).items():
-            model.fit(train_codes[where], targets)
+            with warnings.catch_warnings():  # an MLP stopped at max_iter is still a fair probe
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(train_codes[where], targets)
             for split, (codes, quantities) in tests.items():
                 test = quantities.get(name)
                 defined = np.flatnonzero(test.defined()) if test is not None else np.array([], int)

@@ -1,0 +1,124 @@
+"""The task probe of a representation: the data it is fitted and scored on, and its summary.
+
+The probe itself is a pure function of codes and task quantities
+(vision_models/metrics/task_probe.py). This module gathers what it reads, for an env whose steps
+report a task state (``info["state"]``):
+
+- training frames: the see run's exploration frames (frames.npz, with each frame's state and
+  episode), every ``probe.heldout_every``-th episode held out for scoring;
+- target frames: ``probe.frames_per_target`` frames of a random policy in each target domain
+  (probe_frames.npz in the see run, collected once). The vision never trains on them.
+
+The quantities are the env's: its config names a function of the state vectors
+(``env.task_quantities``, e.g. envs.collect_good_objects.task_quantities) or, without one, every
+varying dimension of the state is a quantity. The summary numbers are the mean MLP score on the
+held-out episodes (``heldout``) and over the target domains (``targets``, and per target group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+from hydra.utils import get_method
+from omegaconf import DictConfig
+
+from darla.artifacts import read_npz, save_npz
+from darla.config import domains, plain
+from darla.errors import UserError
+from darla.vec_env import collect_frames
+from vision_models.metrics.task_probe import Quantity, probe_scores, state_quantities
+
+HELDOUT = "heldout_episodes"
+
+
+def quantity_function(env_cfg: DictConfig) -> Callable[[np.ndarray], dict[str, Quantity]]:
+    """The env's task quantities as a function of state vectors (its config's ``task_quantities``)."""
+    name = env_cfg.get("task_quantities")
+    if name is None:
+        return state_quantities
+    try:
+        return get_method(name)
+    except Exception as err:
+        raise UserError(f"env.task_quantities={name!r} is not a function that can be imported ({err})") from None
+
+
+@dataclass
+class TaskProbe:
+    """Frames and task quantities to fit on, and the splits to score on (name -> frames, quantities)."""
+
+    train_frames: np.ndarray
+    train: Mapping[str, Quantity]
+    tests: Mapping[str, tuple[np.ndarray, Mapping[str, Quantity]]]
+    groups: Mapping[str, list[str]]  # target group -> its domains
+    seed: int = 0
+    num_train: int = 5000
+    hidden: int = 64
+
+    def scores(self, represent: Callable[[np.ndarray], np.ndarray]) -> dict:
+        """Probe the representation ``represent`` (uint8 frames -> codes (N, D)) on every split."""
+        result = probe_scores(represent(self.train_frames), self.train,
+                              {split: (represent(frames), quantities) for split, (frames, quantities) in self.tests.items()},
+                              seed=self.seed, num_train=self.num_train, hidden=self.hidden)
+
+        def mean(splits):
+            values = [result["summary"].get(s) for s in splits]
+            values = [v for v in values if v is not None]
+            return float(np.mean(values)) if values else None
+
+        targets = [s for s in self.tests if s != HELDOUT]
+        result["heldout"] = result["summary"].get(HELDOUT)
+        result["targets"] = mean(targets)
+        result["groups"] = {group: mean(names) for group, names in self.groups.items()}
+        return result
+
+    @classmethod
+    def of_see_run(cls, see_dir: Path, manifest: dict, cfg: DictConfig) -> TaskProbe | None:
+        """The probe of a see run, or None when its frames carry no task state (e.g. dSprites)."""
+        frames_path = see_dir / "frames.npz"
+        if not frames_path.exists():
+            return None
+        data = read_npz(frames_path)
+        if "state" not in data or "episode" not in data:
+            return None
+        if cfg.env.id != manifest.get("env_id"):
+            raise UserError(f"{see_dir} was made on env {manifest.get('env_id')!r}, but this command's env is "
+                            f"{cfg.env.id!r}; pass the see run's env (env=...) for its task probe")
+        settings = cfg.probe
+        quantities = quantity_function(cfg.env)
+        held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
+        tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
+        targets = target_frames(see_dir, cfg)
+        for i, name in enumerate(targets["names"]):
+            where = targets["domain"] == i
+            tests[name] = (targets["frames"][where], quantities(targets["state"][where]))
+        groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()}
+        return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
+                   seed=settings.seed, num_train=settings.num_train, hidden=settings.hidden)
+
+
+def target_frames(see_dir: Path, cfg: DictConfig) -> dict[str, np.ndarray]:
+    """``probe.frames_per_target`` frames of a random policy in each target domain, with their states;
+    collected once into the see run's probe_frames.npz (in-process: one env at a time)."""
+    path = see_dir / "probe_frames.npz"
+    targets = domains(cfg, "targets") if cfg.env.get("targets") else []
+    names = [d.name for d in targets]
+    if path.exists():
+        saved = read_npz(path)
+        if [str(n) for n in saved["names"]] == names and len(saved["frames"]) == cfg.probe.frames_per_target * len(names):
+            return saved
+    parts = [collect_frames([d], cfg.probe.frames_per_target, 1, "dummy", cfg.probe.seed + 1000 * i)
+             for i, d in enumerate(targets)]
+    if not parts:
+        return {"names": np.array([], str), "frames": np.zeros((0, 1, 1, 3), np.uint8), "domain": np.zeros(0, np.int16),
+                "state": np.zeros((0, 1), np.float32)}
+    if any("state" not in p for p in parts):
+        raise UserError(f"a target domain of env {cfg.env.name!r} reports no task state (info['state']), though "
+                        f"its vision domains do; the task probe needs it in every domain")
+    data = {"names": np.array(names), "frames": np.concatenate([p["frames"] for p in parts]),
+            "domain": np.concatenate([np.full(len(p["frames"]), i, np.int16) for i, p in enumerate(parts)]),
+            "state": np.concatenate([p["state"] for p in parts])}
+    save_npz(path, **data)
+    return data
