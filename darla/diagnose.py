@@ -10,6 +10,9 @@ Written by ``see`` at the end of training, and again by ``python -m darla.stage 
 - metrics.json          disentanglement metrics, when the env has a factor dataset (and metrics.compute
                         names any)
 - factor_response.png   mean code of each latent against each factor's value (idem)
+- object_reconstructions.png  inputs with their task objects outlined, reconstructions, squared error,
+                        when the factor dataset has object masks; the numbers in metrics.json
+                        (object_reconstruction: error inside object pixels vs background)
 - metrics.json          also the task probe, when the env reports a task state (darla/probe.py):
   task_probe            how well each task quantity can be read from the latents, on held-out
                         exploration episodes and on each target domain's frames (probe_frames.npz)
@@ -39,7 +42,8 @@ from darla.probe import TaskProbe
 from darla.trust import build_recorded
 from darla.sanity import vision_flags
 from vision_models import plots
-from vision_models.diagnostics import reconstruction_grid, traversal_frames, traversal_grid
+from vision_models.diagnostics import (object_error_grid, object_reconstruction, reconstruction_grid, traversal_frames,
+                                        traversal_grid)
 from vision_models.metrics import encode_grid, evaluate
 
 SAMPLES_PER_GROUP = 8  # images per reconstruction band
@@ -129,12 +133,32 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
         report.update({"factor_names": list(codes.factor_names), "factor_sizes": list(codes.factor_sizes),
                        "encode_seconds": codes.encode_seconds, "metrics": results})
         images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))
+    if model.can_decode and hasattr(dataset, "object_masks"):
+        images_, masks = object_frames(dataset, seed)
+        images_, masks = frames_to_tensor(images_, device), torch.from_numpy(masks)
+        report["object_reconstruction"] = object_reconstruction(model, images_, masks)
+        images.save_png(out / "object_reconstructions.png", object_error_grid(model, images_[:8], masks[:8]),
+                        labels=["input", "reconstruction", "error"])
+        print("[diagnose] object reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in
+                                                                report["object_reconstruction"].items()))
     if probe is not None:
         represent = representation_function(model, device, 512)
         report["task_probe"] = probe.scores(lambda frames: represent(frames)[0])
     if report:
         write_json(out / "metrics.json", {"metrics": {}, **report})
     return report
+
+
+def object_frames(dataset, seed: int, count: int = 256, min_fraction: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` renders of the factor dataset in which task objects cover at least ``min_fraction`` of
+    the frame (outside held-out pairings), with their object masks."""
+    rng = np.random.default_rng(seed)
+    factors = dataset.sample_factors(4 * count, rng)
+    if hasattr(dataset, "allowed"):
+        factors = factors[dataset.allowed(factors)]
+    masks = dataset.object_masks(factors)
+    keep = np.flatnonzero(masks.mean(axis=(1, 2)) >= min_fraction)[:count]
+    return dataset.render(factors[keep]), masks[keep]
 
 
 def image_groups(see_dir: Path, manifest: dict, dataset, seed: int, per_group: int = 512) -> dict[str, np.ndarray]:

@@ -94,7 +94,8 @@ class TaskProbe:
         for i, name in enumerate(targets["names"]):
             where = targets["domain"] == i
             tests[name] = (targets["frames"][where], quantities(targets["state"][where]))
-        groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()}
+        groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()
+                  if any(d in tests for d in names)}
         return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
                    seed=settings.seed, num_train=settings.num_train, hidden=settings.hidden)
 

@@ -241,6 +241,20 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         self._render_static()
         return self.render_obs()
 
+    def object_mask(self) -> np.ndarray:
+        """Which pixels of the current observation show a good or bad object: bool (H, W).
+
+        The frame rendered again without them differs exactly there (Miniworld casts no shadows).
+        """
+        shown = self.render_obs()
+        entities = self.entities
+        self.entities = [e for e in entities if not (isinstance(e, ColouredBox) and e.kind != DISTRACTOR)]
+        try:
+            background = self.render_obs()
+        finally:
+            self.entities = entities
+        return np.any(shown != background, axis=-1)
+
     def factors(self) -> dict[str, Any]:
         """Ground-truth state of the scene as arrays (see class docstring)."""
         return {

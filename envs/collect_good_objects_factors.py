@@ -146,6 +146,16 @@ class CollectGoodObjectsFactors:
                 self.layout_xz[layout], self.layout_dir[layout])
         return images
 
+    def object_masks(self, factors: np.ndarray) -> np.ndarray:
+        """Which pixels of ``render(factors)`` show a task object (good or bad): bool (n, H, W).
+        Optional in the factor-dataset protocol; diagnostics measure reconstruction there."""
+        masks = np.empty((len(factors), *self.image_shape[:2]), dtype=bool)
+        for i, row in enumerate(np.asarray(factors)):
+            self.render(row[None])  # checks the row and sets the scene
+            object_set, room_style = int(row[0]), int(row[1])
+            masks[i] = self._env(object_set, room_style).object_mask()
+        return masks
+
     def close(self) -> None:
         """Release the environments' OpenGL resources."""
         for env in self._envs.values():

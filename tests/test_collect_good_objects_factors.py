@@ -250,3 +250,35 @@ def test_render_speed(dataset):
     dataset.render(rows)
     seconds = time.perf_counter() - start
     print(f"\nCollectGoodObjectsFactors: {len(rows) / seconds:.0f} renders/s (64x64, one process)")
+
+
+def test_object_masks_are_the_pixels_the_boxes_cover_and_measure_what_a_reconstruction_loses(dataset):
+    import torch
+
+    from darla.latent_env import frames_to_tensor
+    from vision_models.diagnostics import object_reconstruction
+
+    rows = np.zeros((12, 6), dtype=np.int64)
+    rows[:, AGENT_X], rows[:, AGENT_Z], rows[:, AGENT_DIR] = 1, 0, np.arange(12)
+    frames, masks = dataset.render(rows), dataset.object_masks(rows)
+    empty = CollectGoodObjects(room_style=dataset.room_styles[0], num_good=0, num_bad=0)
+    background = np.stack([env_observation(empty, *scene(dataset, row))[0] for row in rows])
+    empty.close()
+    np.testing.assert_array_equal(masks, (frames != background).any(-1))
+    assert masks.any(axis=(1, 2)).sum() >= 3  # boxes in view in several headings
+
+    class Draws(torch.nn.Module):  # a "vision model" that draws fixed images, whatever it is shown
+        def __init__(self, images):
+            super().__init__()
+            self.images = images
+
+        def reconstruct(self, x):
+            return self.images
+
+    seen = frames_to_tensor(frames, "cpu")
+    masks_t = torch.from_numpy(masks)
+    perfect = object_reconstruction(Draws(seen), seen, masks_t)
+    assert perfect["object_mse"] == 0 and perfect["background_mse"] == 0
+    room_only = object_reconstruction(Draws(frames_to_tensor(background, "cpu")), seen, masks_t)
+    assert room_only["object_mse"] > 0.01 and room_only["background_mse"] == 0
+    assert room_only["object_to_background"] == float("inf")

@@ -60,6 +60,24 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
         heldout = (data["factor_object_set"] == 0) & (data["factor_room_style"] == 1)
         assert not heldout.any()
         assert len(np.unique(data["domain"])) > 3  # a random policy over ten vision domains
+        # Each frame's task state and episode, for the task probe (held-out episodes are scored).
+        assert data["state"].shape == (600, 29) and data["episode"].shape == (600,)
+        assert len(np.unique(data["episode"])) >= 5
+    # The task probe: CollectGoodObjects' quantities, scored on held-out episodes and each target;
+    # reconstruction error inside the task objects against the background.
+    report = read_json(see / "metrics.json")
+    probe = report["task_probe"]
+    assert set(probe["quantities"]) == {"agent_x", "agent_z", "heading_cos", "heading_sin", "good_in_view",
+                                        "nearest_kind", "nearest_bearing", "nearest_distance"}
+    assert set(probe["summary"]) == {"heldout_episodes", "heldout_pairing", "cam_fov_40", "distractors"}
+    assert set(probe["groups"]) == {"heldout", "ood2"}  # the groups of the three targets played
+    assert all(v is None or 0 <= v <= 1 for v in [probe["heldout"], probe["targets"], *probe["summary"].values()])
+    with np.load(see / "probe_frames.npz", allow_pickle=False) as data:
+        assert list(data["names"]) == ["heldout_pairing", "cam_fov_40", "distractors"]
+        assert data["frames"].shape == (3 * 200, 64, 64, 3) and data["state"].shape == (600, 29)
+    objects = report["object_reconstruction"]
+    assert objects["frames"] == 256 and 0 < objects["object_fraction"] < 0.5 and objects["object_mse"] > 0
+    assert (see / "object_reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = read_json(see / "manifest.json")
     assert manifest["stage"] == "see"
     assert manifest["input_shape"] == [3, 64, 64] and manifest["latent_dim"] == 32
