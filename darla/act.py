@@ -211,6 +211,8 @@ def run(cfg: DictConfig) -> Path:
         print(f"[act] {out} is finished with these settings; nothing to do")
         return out
     t0 = time.perf_counter()
+    if cfg.act.normalize:
+        view.normalize()
     train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device)
     # Evaluation runs in this process, between segments, one source domain at a time.
     eval_env = view.vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, device)
@@ -232,6 +234,7 @@ def run(cfg: DictConfig) -> Path:
         "policy": view.policy,
         "policy_input": view.kind,
         "frame_stack": view.frame_stack,
+        "latent_normalization": view.normalization,
         "see_dir": str(view.see_dir) if view.see_dir else None,
         "see_hash": settings["see_hash"],
         "observation_shape": list(train_env.observation_space.shape),
@@ -278,6 +281,7 @@ def policy_input_of(act_dir: Path, manifest: dict) -> PolicyInput:
     """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
     see_dir = Path(manifest["see_dir"]) if manifest.get("see_dir") else None
     view = PolicyInput.load(manifest["policy_input"], see_dir, int(manifest.get("frame_stack", 1)))
+    view.check_normalization(manifest.get("latent_normalization"), act_dir / MANIFEST)
     if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
         raise UserError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
                          f"but {see_dir} now holds {view.see_manifest['content_hash']}")

@@ -27,17 +27,36 @@ class LatentObservation(VecEnvWrapper):
     ``MlpPolicy`` and small replay buffers are used. The encoder is put in eval mode and never
     receives gradients. Terminal observations (which PPO bootstraps from on truncation) are
     encoded in the same batch as the step's observations.
+
+    With ``normalization`` ({"mean": [...], "std": [...]}, one value per latent, fixed before
+    training: act.normalize), each latent is standardised and clipped to ±``CLIP`` (as SB3's
+    VecNormalize does), so the policy reads latents of one scale whatever their KL.
     """
 
-    def __init__(self, venv: VecEnv, encoder: torch.nn.Module, device: torch.device | str = "cpu"):
+    CLIP = 10.0
+
+    def __init__(self, venv: VecEnv, encoder: torch.nn.Module, device: torch.device | str = "cpu",
+                 normalization: dict | None = None):
         self.encoder = encoder.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
+        self.shift = self.scale = None
+        if normalization is not None:
+            self.shift = np.asarray(normalization["mean"], np.float32)
+            self.scale = np.asarray(normalization["std"], np.float32)
         space = spaces.Box(-np.inf, np.inf, shape=(encoder.latent_dim,), dtype=np.float32)
         super().__init__(venv, observation_space=space)
 
+    @staticmethod
     @torch.no_grad()
+    def encode_with(encoder: torch.nn.Module, frames: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+        """The policy's latents of uint8 frames, before any normalisation."""
+        return encoder.representation(frames_to_tensor(frames, device)).cpu().numpy().astype(np.float32)
+
     def encode(self, frames: np.ndarray) -> np.ndarray:
-        return self.encoder.representation(frames_to_tensor(frames, self.device)).cpu().numpy().astype(np.float32)
+        codes = self.encode_with(self.encoder, frames, self.device)
+        if self.shift is not None:
+            codes = np.clip((codes - self.shift) / self.scale, -self.CLIP, self.CLIP)
+        return codes
 
     def reset(self) -> np.ndarray:
         return self.encode(self.venv.reset())

@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import gymnasium as gym
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
-from darla.artifacts import read_manifest
+from darla.artifacts import read_manifest, read_npz
+from darla.errors import UserError
+from darla.latent_env import LatentObservation
 from darla.see import load_vision_model
 from darla.vec_env import make_vec_env
 from envs.domains import Domain
@@ -70,6 +73,7 @@ class PolicyInput:
     encoder: torch.nn.Module | None = None  # the frozen vision model, for kind == "latents"
     see_manifest: dict | None = None  # the manifest of see_dir
     frame_stack: int = 1  # the policy sees its last frame_stack observations (act.frame_stack)
+    normalization: dict | None = None  # {"mean", "std"} per latent (act.normalize), for kind == "latents"
 
     @classmethod
     def load(cls, kind: str, see_dir: Path | None, frame_stack: int = 1) -> "PolicyInput":
@@ -81,6 +85,34 @@ class PolicyInput:
             encoder, manifest = load_vision_model(see_dir)
             return cls(kind, see_dir, encoder, manifest, frame_stack)
         return cls(kind, see_dir, None, read_manifest(see_dir, "see"), frame_stack)
+
+    @torch.no_grad()
+    def normalize(self, max_frames: int = 5000) -> None:
+        """Standardise the latents the policy reads by their mean and std over the see run's
+        exploration frames (at most ``max_frames``, evenly spaced): source data only, fixed before
+        training, so a policy meets target domains with the scale it learned on."""
+        frames_path = self.see_dir / "frames.npz"
+        if self.kind != "latents" or not frames_path.exists():
+            raise UserError(f"act.normalize=true needs a frozen vision's latents and its see run's exploration frames "
+                            f"({frames_path}); this policy reads {self.kind}")
+        frames = read_npz(frames_path, "frames")["frames"]
+        frames = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)]
+        codes = np.concatenate([LatentObservation.encode_with(self.encoder, frames[i:i + 512])
+                                for i in range(0, len(frames), 512)])
+        self.normalization = {"mean": codes.mean(0).tolist(), "std": np.sqrt(codes.var(0) + 1e-8).tolist()}
+
+    def check_normalization(self, record: Any, source: Path) -> None:
+        """Take a normalization read back from an act manifest, after checking that it is one."""
+        if record is None:
+            return
+        ok = (isinstance(record, dict) and set(record) == {"mean", "std"} and self.encoder is not None
+              and all(isinstance(record[k], list) and len(record[k]) == self.encoder.latent_dim
+                      and all(isinstance(v, (int, float)) and np.isfinite(v) for v in record[k]) for k in record)
+              and all(v > 0 for v in record["std"]))
+        if not ok:
+            raise UserError(f"{source}: latent_normalization must be {{mean, std}}, each a list of "
+                            f"{getattr(self.encoder, 'latent_dim', '?')} finite numbers (std > 0)")
+        self.normalization = record
 
     @property
     def policy(self) -> str:
@@ -96,7 +128,14 @@ class PolicyInput:
     def vec_env(self, domains: Sequence[Domain], num_envs: int, kind: str, seed: int | None,
                 device: torch.device) -> VecEnv:
         encoder = self.encoder if self.kind == "latents" else None
-        return self.stack(make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state"))
+        return self.stack(make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state",
+                                       normalization=self.normalization))
+
+    def observe(self, venv: VecEnv, device: torch.device) -> VecEnv:
+        """The policy's view of a vector env of frames (latents if it reads them, then the stack)."""
+        if self.encoder is not None:
+            venv = LatentObservation(venv, self.encoder, device, self.normalization)
+        return self.stack(venv)
 
     def stack(self, venv: VecEnv) -> VecEnv:
         """The last ``frame_stack`` observations side by side (latents, states, or frames' channels):

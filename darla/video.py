@@ -35,7 +35,6 @@ from darla.config import plain, prepare, record_invocation, resolve_device
 from darla.errors import UserError, user_facing
 from darla.evaluation import run_episodes
 from darla.images import save_gif
-from darla.latent_env import LatentObservation
 from darla.vec_env import make_vec_env
 from envs.domains import Domain, domains_from_config
 
@@ -152,7 +151,7 @@ def run(cfg: DictConfig) -> Path:
 
     # The recorder sits on the raw frames; the policy's own view (latents, or the frames themselves) goes on top.
     recorder = EpisodeRecorder(make_vec_env([d for _, d in filmed], 1, "dummy", None))
-    venv = view.stack(LatentObservation(recorder, view.encoder, device) if view.encoder is not None else recorder)
+    venv = view.observe(recorder, device)
     rows = []
     try:
         agent = load_policy(act_dir, act_manifest, view, venv, device)
