@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -255,7 +256,8 @@ def read_manifest(run: Path, stage: str | None = None) -> dict:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on, for manifests."""
+    """Versions of the packages a result depends on, for manifests; with darla's git commit when it
+    runs from a checkout ("+changes" when the checkout differs from the commit)."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
@@ -264,6 +266,16 @@ def versions() -> dict[str, str]:
             found[pkg] = version(pkg)
         except PackageNotFoundError:
             found[pkg] = "not installed"
+    source = Path(__file__).resolve().parents[1]
+    git = lambda *args: subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True,  # noqa: E731
+                                       timeout=10)
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode == 0:
+            changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+            found["darla_commit"] = head.stdout.strip() + ("+changes" if changed else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     return found
 
 

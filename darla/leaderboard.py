@@ -60,6 +60,7 @@ class RunResult:
     domain_settings: dict[str, dict] = field(default_factory=dict)  # domain -> env id, kwargs, wrappers
     random_returns: dict[str, float] = field(default_factory=dict)  # the random policy's, where it played
     flags: dict[str, str] = field(default_factory=dict)  # darla/sanity.py: of the transfer and the see run
+    commit: str = ""  # darla's git commit that made the transfer (manifest versions), for the results ledger
 
     def mean_return(self, role: str, group: str | None = None) -> float:
         names = [d for d, r in self.roles.items() if r == role and (group is None or self.groups.get(d) == group)]
@@ -98,8 +99,9 @@ def read_run(path: Path) -> RunResult:
     flags = episode_flags(played)
     if see_dir and (Path(see_dir) / "latents.json").exists():
         flags.update(read_json(Path(see_dir) / "latents.json").get("flags", {}))
-    return RunResult(path, manifest["vision_model"], seed, returns, roles, groups, metrics, curves, settings,
-                     random_returns, flags)
+    label = manifest.get("label") or manifest["vision_model"]  # the row: a vision model, or an ablation's variant
+    return RunResult(path, label, seed, returns, roles, groups, metrics, curves, settings,
+                     random_returns, flags, manifest.get("versions", {}).get("darla_commit", ""))
 
 
 def graded_shifts(roles: dict[str, str], settings: dict[str, dict]) -> dict[str, list[tuple[float, str]]]:
@@ -254,10 +256,11 @@ def runs_csv_text(runs: list[RunResult]) -> str:
     titles = list(dict.fromkeys(t for r in runs for t in r.metrics))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["vision_model", "seed", "source", "target", "transfer_ratio", *domains, *titles, "path"])
+    writer.writerow(["vision_model", "seed", "source", "target", "transfer_ratio", *domains, *titles, "commit", "path"])
     for r in runs:
         writer.writerow([r.vision_model, r.seed, r.mean_return("source"), r.mean_return("target"), r.transfer_ratio,
-                         *[r.domain_returns[d] for d in domains], *[r.metrics.get(t, "") for t in titles], r.path])
+                         *[r.domain_returns[d] for d in domains], *[r.metrics.get(t, "") for t in titles], r.commit,
+                         r.path])
     return out.getvalue()
 
 

@@ -1,7 +1,9 @@
 """``all``: see → act → transfer in one go, every stage reading the same composed config.
 
 A stage that already finished with the same settings is skipped, so re-running ``all`` after
-an interruption continues where it stopped. With vision_model=pixels there is no see stage.
+an interruption continues where it stopped. With vision_model=pixels there is no see stage, and
+none either when ``act.see_run`` names another run: its vision is reused (act-only variants, such
+as the ablations of configs/experiment/, share one see run per seed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from darla.errors import user_facing
 
 
 def run(cfg: DictConfig) -> None:
-    if cfg.vision_model.model is not None:
+    if cfg.vision_model.model is not None and str(cfg.act.see_run) == str(cfg.name):
         see.run(cfg)
     act.run(cfg)
     transfer.run(cfg)

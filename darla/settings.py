@@ -74,6 +74,7 @@ RUN_NAME = text(r"(?!/)(?!.*(^|/)\.\.(/|$))[^\0]+", "a non-empty relative name w
 
 RULES: dict[str, tuple[Rule, str]] = {
     "name": RUN_NAME,
+    "label": text(r"[\w.+=-]+", "a label of letters, digits and _ . + = -"),
     "runs_dir": text(r"[^\0]+", "a non-empty path"),
     "seed": integer(0, 2**31 - 1),
     "device": text(r"auto|cpu|cuda(:\d+)?|mps", "auto, cpu, cuda or cuda:<index>"),

@@ -67,7 +67,8 @@ def run(cfg: DictConfig) -> Path:
     write_jsonl(episodes_file, lines)
     summarize(out, act_manifest)
     write_manifest(out, {"stage": "transfer", "act_dir": str(act_dir), "act_hash": act_manifest["content_hash"],
-                         "vision_model": act_manifest["vision_model"], "agent": act_manifest["agent"]["name"],
+                         "vision_model": act_manifest["vision_model"], "label": cfg.label,
+                         "agent": act_manifest["agent"]["name"],
                          "env_id": cfg.env.id, "env_name": cfg.env.name,
                          "seconds": time.perf_counter() - t0, "versions": versions()})
     print(f"[transfer] done: {out}\n" + (out / "report.md").read_text())
