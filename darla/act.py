@@ -213,7 +213,11 @@ def run(cfg: DictConfig) -> Path:
     t0 = time.perf_counter()
     if cfg.act.normalize:
         view.normalize()
-    train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device)
+    if cfg.act.resample_nuisance:
+        view.resample_nuisance(cfg)
+        print(f"[act] redrawing in training the latents the task probe finds no task quantity needs: "
+              f"{view.nuisance['latents']}")
+    train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device, training=True)
     # Evaluation runs in this process, between segments, one source domain at a time.
     eval_env = view.vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, device)
     try:
@@ -235,6 +239,7 @@ def run(cfg: DictConfig) -> Path:
         "policy_input": view.kind,
         "frame_stack": view.frame_stack,
         "latent_normalization": view.normalization,
+        "nuisance_latents": view.nuisance,
         "see_dir": str(view.see_dir) if view.see_dir else None,
         "see_hash": settings["see_hash"],
         "observation_shape": list(train_env.observation_space.shape),

@@ -31,14 +31,19 @@ class LatentObservation(VecEnvWrapper):
     With ``normalization`` ({"mean": [...], "std": [...]}, one value per latent, fixed before
     training: act.normalize), each latent is standardised and clipped to ±``CLIP`` (as SB3's
     VecNormalize does), so the policy reads latents of one scale whatever their KL.
+
+    With ``resample`` (latent indices and a pool of codes (N, D), act.resample_nuisance, training only),
+    those latents of every observation are replaced by the values of randomly drawn pool codes
+    (numpy's global generator, which act's checkpoints keep), before any normalisation.
     """
 
     CLIP = 10.0
 
     def __init__(self, venv: VecEnv, encoder: torch.nn.Module, device: torch.device | str = "cpu",
-                 normalization: dict | None = None):
+                 normalization: dict | None = None, resample: tuple[list[int], np.ndarray] | None = None):
         self.encoder = encoder.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
+        self.resample = resample if resample is not None and len(resample[0]) else None
         self.shift = self.scale = None
         if normalization is not None:
             self.shift = np.asarray(normalization["mean"], np.float32)
@@ -54,6 +59,10 @@ class LatentObservation(VecEnvWrapper):
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         codes = self.encode_with(self.encoder, frames, self.device)
+        if self.resample is not None:
+            latents, pool = self.resample
+            drawn = np.random.randint(len(pool), size=(len(codes), len(latents)))
+            codes[:, latents] = pool[drawn, latents]
         if self.shift is not None:
             codes = np.clip((codes - self.shift) / self.scale, -self.CLIP, self.CLIP)
         return codes

@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 from darla.artifacts import read_manifest, read_npz
 from darla.errors import UserError
 from darla.latent_env import LatentObservation
+from darla.probe import nuisance_latents
 from darla.see import load_vision_model
 from darla.vec_env import make_vec_env
 from envs.domains import Domain
@@ -74,6 +75,8 @@ class PolicyInput:
     see_manifest: dict | None = None  # the manifest of see_dir
     frame_stack: int = 1  # the policy sees its last frame_stack observations (act.frame_stack)
     normalization: dict | None = None  # {"mean", "std"} per latent (act.normalize), for kind == "latents"
+    nuisance: dict | None = None  # {"latents", "importance"}: redrawn in training (act.resample_nuisance)
+    pool: np.ndarray | None = None  # codes of exploration frames the nuisance latents are drawn from
 
     @classmethod
     def load(cls, kind: str, see_dir: Path | None, frame_stack: int = 1) -> "PolicyInput":
@@ -86,20 +89,35 @@ class PolicyInput:
             return cls(kind, see_dir, encoder, manifest, frame_stack)
         return cls(kind, see_dir, None, read_manifest(see_dir, "see"), frame_stack)
 
-    @torch.no_grad()
-    def normalize(self, max_frames: int = 5000) -> None:
-        """Standardise the latents the policy reads by their mean and std over the see run's
-        exploration frames (at most ``max_frames``, evenly spaced): source data only, fixed before
-        training, so a policy meets target domains with the scale it learned on."""
-        frames_path = self.see_dir / "frames.npz"
+    def exploration_codes(self, setting: str, max_frames: int = 5000) -> np.ndarray:
+        """The latents of the see run's exploration frames (at most ``max_frames``, evenly spaced)."""
+        frames_path = self.see_dir / "frames.npz" if self.see_dir else None
         if self.kind != "latents" or not frames_path.exists():
-            raise UserError(f"act.normalize=true needs a frozen vision's latents and its see run's exploration frames "
+            raise UserError(f"{setting}=true needs a frozen vision's latents and its see run's exploration frames "
                             f"({frames_path}); this policy reads {self.kind}")
         frames = read_npz(frames_path, "frames")["frames"]
         frames = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)]
-        codes = np.concatenate([LatentObservation.encode_with(self.encoder, frames[i:i + 512])
-                                for i in range(0, len(frames), 512)])
+        return self.represent(frames)
+
+    def represent(self, frames: np.ndarray) -> np.ndarray:
+        """The frozen vision's latents of uint8 frames, as the policy reads them before normalisation."""
+        return np.concatenate([LatentObservation.encode_with(self.encoder, frames[i:i + 512])
+                               for i in range(0, len(frames), 512)])
+
+    def normalize(self) -> None:
+        """Standardise the latents the policy reads by their mean and std over the see run's
+        exploration frames: source data only, fixed before training, so a policy meets target
+        domains with the scale it learned on."""
+        codes = self.exploration_codes("act.normalize")
         self.normalization = {"mean": codes.mean(0).tolist(), "std": np.sqrt(codes.var(0) + 1e-8).tolist()}
+
+    def resample_nuisance(self, cfg: DictConfig) -> None:
+        """In training, redraw the latents no task quantity needs (darla/probe.py: nuisance_latents,
+        from exploration frames and the task probe alone) from their values on exploration frames:
+        the policy learns to ignore what a target domain may change there. Zero-shot: no target frame
+        or reward is used."""
+        self.pool = self.exploration_codes("act.resample_nuisance")
+        self.nuisance = nuisance_latents(self.see_dir, self.see_manifest, cfg, self.represent)
 
     def check_normalization(self, record: Any, source: Path) -> None:
         """Take a normalization read back from an act manifest, after checking that it is one."""
@@ -126,10 +144,12 @@ class PolicyInput:
         return {}
 
     def vec_env(self, domains: Sequence[Domain], num_envs: int, kind: str, seed: int | None,
-                device: torch.device) -> VecEnv:
+                device: torch.device, training: bool = False) -> VecEnv:
+        """The policy's env over ``domains``; with ``training``, nuisance latents are redrawn."""
         encoder = self.encoder if self.kind == "latents" else None
+        resample = (self.nuisance["latents"], self.pool) if training and self.nuisance else None
         return self.stack(make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state",
-                                       normalization=self.normalization))
+                                       normalization=self.normalization, resample=resample))
 
     def observe(self, venv: VecEnv, device: torch.device) -> VecEnv:
         """The policy's view of a vector env of frames (latents if it reads them, then the stack)."""

@@ -29,7 +29,7 @@ from darla.artifacts import read_npz, save_npz
 from darla.config import domains, plain
 from darla.errors import UserError
 from darla.vec_env import collect_frames
-from vision_models.metrics.task_probe import Quantity, probe_scores, state_quantities
+from vision_models.metrics.task_probe import Quantity, latent_importance, probe_scores, state_quantities
 
 HELDOUT = "heldout_episodes"
 
@@ -75,8 +75,9 @@ class TaskProbe:
         return result
 
     @classmethod
-    def of_see_run(cls, see_dir: Path, manifest: dict, cfg: DictConfig) -> TaskProbe | None:
-        """The probe of a see run, or None when its frames carry no task state (e.g. dSprites)."""
+    def of_see_run(cls, see_dir: Path, manifest: dict, cfg: DictConfig, targets: bool = True) -> TaskProbe | None:
+        """The probe of a see run, or None when its frames carry no task state (e.g. dSprites).
+        Without ``targets``, only held-out exploration episodes are scored (no target frame is read)."""
         frames_path = see_dir / "frames.npz"
         if not frames_path.exists():
             return None
@@ -90,10 +91,10 @@ class TaskProbe:
         quantities = quantity_function(cfg.env)
         held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
         tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
-        targets = target_frames(see_dir, cfg)
-        for i, name in enumerate(targets["names"]):
-            where = targets["domain"] == i
-            tests[name] = (targets["frames"][where], quantities(targets["state"][where]))
+        played = target_frames(see_dir, cfg) if targets else {"names": []}
+        for i, name in enumerate(played["names"]):
+            where = played["domain"] == i
+            tests[name] = (played["frames"][where], quantities(played["state"][where]))
         groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()
                   if any(d in tests for d in names)}
         return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
@@ -123,3 +124,22 @@ def target_frames(see_dir: Path, cfg: DictConfig) -> dict[str, np.ndarray]:
             "state": np.concatenate([p["state"] for p in parts])}
     save_npz(path, **data)
     return data
+
+
+def nuisance_latents(see_dir: Path, manifest: dict, cfg: DictConfig,
+                     represent: Callable[[np.ndarray], np.ndarray]) -> dict:
+    """The latents no task quantity needs, chosen from exploration frames alone (no target frame,
+    no reward): a latent is a nuisance when shuffling it lowers no quantity's held-out MLP-probe
+    score by ``probe.nuisance_threshold`` or more. Returns {"latents": [...], "importance": {quantity: [...]}}."""
+    probe = TaskProbe.of_see_run(see_dir, manifest, cfg, targets=False)
+    if probe is None:
+        raise UserError(f"act.resample_nuisance=true needs the task probe, but the exploration frames of {see_dir} "
+                        f"carry no task state (info['state'])")
+    frames, quantities = probe.tests[HELDOUT]
+    importance = latent_importance(represent(probe.train_frames), probe.train, represent(frames), quantities,
+                                   seed=probe.seed, num_train=probe.num_train, hidden=probe.hidden)
+    if not importance:
+        raise UserError(f"the held-out episodes of {see_dir} are too few to tell which latents the task needs")
+    needed = np.max(np.stack(list(importance.values())), axis=0)
+    return {"latents": np.flatnonzero(needed < cfg.probe.nuisance_threshold).tolist(),
+            "importance": {name: values.tolist() for name, values in importance.items()}}

@@ -144,6 +144,8 @@ RULES: dict[str, tuple[Rule, str]] = {
     "act.deterministic": boolean(),
     "act.frame_stack": integer(1, 64),
     "act.normalize": boolean(),
+    "act.resample_nuisance": boolean(),
+    "probe.nuisance_threshold": number(0, 1),
     "transfer.episodes": integer(1),
     "transfer.seed": integer(0, 2**31 - 1),
     "transfer.random_policy": boolean(),
@@ -243,10 +245,10 @@ def _cross_field(cfg: DictConfig) -> list[str]:
     if policy_input == "fine_tune" and integer(2)[0](stack):
         found.append(f"act.frame_stack={stack} is not allowed with vision_model.policy_input=fine_tune: expected 1 "
                      f"(the fine-tuned encoder reads one frame)")
-    _, normalize = _select(cfg, "act.normalize")
-    if normalize is True and policy_input not in (None, "latents"):
-        found.append(f"act.normalize=true is not allowed with vision_model.policy_input={policy_input}: it "
-                     f"standardises a frozen vision's latents (policy_input=latents)")
+    for key, does in (("act.normalize", "standardises"), ("act.resample_nuisance", "redraws some of")):
+        if _select(cfg, key)[1] is True and policy_input not in (None, "latents"):
+            found.append(f"{key}=true is not allowed with vision_model.policy_input={policy_input}: it "
+                         f"{does} a frozen vision's latents (policy_input=latents)")
     present, hp = _select(cfg, "agent.hyperparameters")
     _, num_envs = _select(cfg, "num_envs")
     _, algorithm = _select(cfg, "agent.algorithm")

@@ -35,13 +35,14 @@ class _MixtureFactory:
 
 def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subprocess", seed: int | None = None,
                  encoder: torch.nn.Module | None = None, device: torch.device | str = "cpu",
-                 state: bool = False, normalization: dict | None = None) -> VecEnv:
+                 state: bool = False, normalization: dict | None = None,
+                 resample: tuple[list[int], np.ndarray] | None = None) -> VecEnv:
     """``num_envs`` copies of a mixture of ``domains`` (each episode plays one at random).
 
     ``kind="subprocess"`` runs each copy in its own forkserver process (fork hangs with OpenGL);
     ``"dummy"`` runs them in this process. Episode returns are tracked by VecMonitor. With an
     ``encoder``, observations are replaced by its frozen latent mean (see LatentObservation);
-    (standardised by ``normalization``, if given); with ``state``, by the env's ground-truth task
+    (standardised by ``normalization``, some redrawn by ``resample``, if given); with ``state``, by the env's ground-truth task
     state (see StateObservation).
     """
     factories = [_MixtureFactory(domains, state, worker=kind == "subprocess") for _ in range(num_envs)]
@@ -66,7 +67,7 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
     if seed is not None:
         venv.seed(seed)
     venv = VecMonitor(venv)
-    return LatentObservation(venv, encoder, device, normalization) if encoder is not None else venv
+    return LatentObservation(venv, encoder, device, normalization, resample) if encoder is not None else venv
 
 
 def collect_frames(vision_domains: Sequence[Domain], n_frames: int, num_envs: int, vec_env: str,

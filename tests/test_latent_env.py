@@ -94,3 +94,22 @@ def test_latent_codes_are_the_encoder_mean_not_a_sample(encoder):
     again = venv.reset()  # same seeds, same frames: a sampled code would differ
     np.testing.assert_array_equal(first, again)
     venv.close()
+
+
+def test_resampled_latents_come_from_the_pool_and_normalisation_follows(encoder):
+    pool = np.arange(40, dtype=np.float32).reshape(10, 4) * 100.0  # codes no frame gives
+    recorder = RecordFrames(make_vec_env(DOMAINS, 3, "dummy", seed=0))
+    normalization = {"mean": [1.0, 2.0, 3.0, 4.0], "std": [0.5, 1.0, 2.0, 1000.0]}
+    venv = LatentObservation(recorder, encoder, normalization=normalization, resample=([1, 3], pool))
+    np.random.seed(0)
+    for step in range(4):
+        codes = venv.reset() if step == 0 else venv.step(np.array([0, 1, 2]))[0]
+        raw = one_by_one(encoder, recorder.frames)
+        expected = np.clip((raw - normalization["mean"]) / normalization["std"], -10, 10)
+        np.testing.assert_allclose(codes[:, [0, 2]], expected[:, [0, 2]], rtol=1e-5, atol=1e-5)
+        # The redrawn latents hold pool values (standardised), in the pool's own column.
+        for column in (1, 3):
+            drawn = codes[:, column] * normalization["std"][column] + normalization["mean"][column]
+            clipped = np.abs(codes[:, column]) == 10
+            assert np.all(clipped | np.isin(np.round(drawn), pool[:, column])), column
+    venv.close()

@@ -70,3 +70,21 @@ def test_normalizing_is_refused_for_policies_that_read_no_frozen_latents(tmp_pat
                    cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert "act.normalize=true is not allowed with vision_model.policy_input=pixels" in proc.stderr
+
+
+def test_nuisance_latents_are_chosen_from_exploration_frames_and_redrawn_in_training_only(quick_run, tmp_path):
+    runs = tmp_path / "runs"
+    args = ["experiment=quick", f"runs_dir={runs}", "act.resample_nuisance=true", f"act.see_run={quick_run.see}",
+            "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=resampled", "act.total_timesteps=256",
+            "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
+            "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing]"]
+    proc = check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
+    nuisance = read_json(runs / "resampled" / "act" / "manifest.json")["nuisance_latents"]
+    assert set(nuisance["importance"]) <= {"agent_x", "agent_z", "heading_cos", "heading_sin", "good_in_view",
+                                           "nearest_kind", "nearest_bearing", "nearest_distance"}
+    assert nuisance["importance"] and all(len(v) == 32 for v in nuisance["importance"].values())
+    needed = np.max(np.array(list(nuisance["importance"].values())), axis=0)
+    assert nuisance["latents"] == np.flatnonzero(needed < 0.01).tolist()
+    assert f"redrawing in training the latents the task probe finds no task quantity needs: {nuisance['latents']}" \
+        in proc.stdout
+    check_ok(run_cli("transfer", *args, cwd=tmp_path, timeout=300))

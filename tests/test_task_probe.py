@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision_models.metrics.task_probe import CLASSIFICATION, REGRESSION, Quantity, probe_scores, state_quantities
+from vision_models.metrics.task_probe import (CLASSIFICATION, REGRESSION, Quantity, latent_importance, probe_scores,
+                                              state_quantities)
 
 
 def world(n: int, seed: int):
@@ -61,3 +62,15 @@ def test_state_quantities_are_the_varying_dimensions_and_undefined_splits_score_
     few = {"q": Quantity(REGRESSION, np.linspace(0, 1, 50), np.arange(50) < 3)}
     result = probe_scores(states, quantities, {"few": (states, few)})
     assert result["quantities"]["q"]["mlp"]["few"] is None and result["summary"]["few"] is None
+
+
+def test_latent_importance_finds_the_latents_no_quantity_needs():
+    train_code, train = world(2000, 0)
+    test_code, test = world(500, 1)
+    importance = latent_importance(train_code, train, test_code, test, seed=0, num_train=2000)
+    needed = np.max(np.stack(list(importance.values())), axis=0)
+    # Latents: cos(heading), sin(heading), distance, good, noise. sin is redundant with cos for the
+    # probe of cos only through the circle, so only the noise latent must score about 0.
+    assert needed[4] < 0.01
+    assert needed[0] > 0.1 and needed[2] > 0.1 and needed[3] > 0.1
+    assert importance["heading_cos"][2] < 0.01 and importance["distance"][0] < 0.01
