@@ -29,11 +29,12 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from darla.artifacts import (MANIFEST, check_parent, find_parent, load_state, load_weights, read_manifest, read_npz,
                              rng_state, run_dir, save_npz, save_state, save_weights, set_rng_state, versions,
-                             write_jsonl, write_manifest)
+                             write_json, write_jsonl, write_manifest)
 from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, run_episodes
 from darla.policy_inputs import PolicyInput, policy_input_kind
+from darla.probe import TaskProbe
 from envs.domains import Domain
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
@@ -230,6 +231,9 @@ def run(cfg: DictConfig) -> Path:
         train_env.close()
         eval_env.close()
 
+    if view.kind in ("pixels", "fine_tune"):
+        probe_policy_features(out, agent, view, cfg, device)
+
     best = training.best
     write_manifest(out, {
         "stage": "act",
@@ -254,6 +258,40 @@ def run(cfg: DictConfig) -> Path:
     })
     print(f"[act] done: {out} (best source mean return {best['mean']:.3f} at {best['timesteps']} steps)")
     return out
+
+
+def policy_features(agent: BaseAlgorithm, device: torch.device):
+    """uint8 frames (N, H, W, C) -> the features the policy computes from them (its CNN, or the
+    fine-tuned encoder's mean), as numpy (N, D)."""
+    net = agent.policy.q_net if isinstance(agent, DQN) else agent.policy
+    extractor = getattr(net, "features_extractor", None) or net.pi_features_extractor
+    agent.policy.set_training_mode(False)
+
+    @torch.no_grad()
+    def represent(frames: np.ndarray) -> np.ndarray:
+        batches = (torch.as_tensor(frames[i:i + 256], device=device).permute(0, 3, 1, 2) for i in range(0, len(frames), 256))
+        return np.concatenate([net.extract_features(obs, extractor).float().cpu().numpy() for obs in batches])
+
+    return represent
+
+
+def probe_policy_features(out: Path, agent: BaseAlgorithm, view: PolicyInput, cfg: DictConfig,
+                          device: torch.device) -> None:
+    """The task probe (darla/probe.py) of an encoder RL trained — the pixel agent's CNN, DARLA_FT's
+    fine-tuned vision — on the best policy's features: act/metrics.json. A stacked policy reads
+    several frames at once, which the probe's single frames cannot feed: skipped."""
+    if view.frame_stack > 1:
+        print(f"[act] no task probe of the policy's features: it reads {view.frame_stack} stacked frames")
+        return
+    probe = (TaskProbe.of_see_run(view.see_dir, view.see_manifest, cfg) if view.kind == "fine_tune"
+             else TaskProbe.of_own_frames(out, cfg))
+    if probe is None:
+        return
+    load_weights(out / "policy.safetensors", agent.policy)  # the policy transfer plays: the best one
+    scores = probe.scores(policy_features(agent, device))
+    write_json(out / "metrics.json", {"task_probe": scores})
+    shown = {k: "none" if scores[k] is None else f"{scores[k]:.3f}" for k in ("heldout", "targets")}
+    print(f"[act] task probe of the policy's features: held-out episodes {shown['heldout']}, targets {shown['targets']}")
 
 
 def space_record(space) -> dict:

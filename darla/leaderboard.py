@@ -87,12 +87,15 @@ def read_run(path: Path) -> RunResult:
     curves = read_jsonl(act_dir / "eval.jsonl") if (act_dir / "eval.jsonl").exists() else []
     see_dir = read_manifest(act_dir, "act").get("see_dir")
     metrics: dict[str, float] = {}
-    if see_dir and (Path(see_dir) / "metrics.json").exists():
-        report = read_json(Path(see_dir) / "metrics.json")
-        scores, probe = report.get("metrics", {}), report.get("task_probe", {})
-        metrics = {title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
-                   if metric in scores and key in scores[metric]}
-        metrics.update({title: float(probe[key]) for key, title in PROBE_SCORES if probe.get(key) is not None})
+    # The vision's scores (see/metrics.json); the task probe of an encoder RL trained (pixels,
+    # darla_ft) is act's own (act/metrics.json) and takes precedence: it is what the policy reads.
+    for report_path in [Path(see_dir) / "metrics.json"] * bool(see_dir) + [act_dir / "metrics.json"]:
+        if report_path.exists():
+            report = read_json(report_path)
+            scores, probe = report.get("metrics", {}), report.get("task_probe", {})
+            metrics.update({title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
+                            if metric in scores and key in scores[metric]})
+            metrics.update({title: float(probe[key]) for key, title in PROBE_SCORES if probe.get(key) is not None})
     settings = read_json(path / "transfer" / "config.json")["domains"]
     random_returns = {d: float(np.mean([e["return"] for e in randoms if e["domain"] == d]))
                       for d in dict.fromkeys(e["domain"] for e in randoms)}

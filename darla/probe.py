@@ -75,6 +75,23 @@ class TaskProbe:
         return result
 
     @classmethod
+    def of_frames(cls, data: dict[str, np.ndarray], played: dict[str, np.ndarray] | None,
+                  cfg: DictConfig) -> TaskProbe:
+        """The probe over exploration frames ``data`` (frames, state, episode) and, if given, the
+        target frames ``played`` (names, frames, domain, state) (see target_frames)."""
+        settings = cfg.probe
+        quantities = quantity_function(cfg.env)
+        held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
+        tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
+        for i, name in enumerate(played["names"] if played is not None else []):
+            where = played["domain"] == i
+            tests[str(name)] = (played["frames"][where], quantities(played["state"][where]))
+        groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()
+                  if any(d in tests for d in names)}
+        return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
+                   seed=settings.seed, num_train=settings.num_train, hidden=settings.hidden)
+
+    @classmethod
     def of_see_run(cls, see_dir: Path, manifest: dict, cfg: DictConfig, targets: bool = True) -> TaskProbe | None:
         """The probe of a see run, or None when its frames carry no task state (e.g. dSprites).
         Without ``targets``, only held-out exploration episodes are scored (no target frame is read)."""
@@ -87,31 +104,37 @@ class TaskProbe:
         if cfg.env.id != manifest.get("env_id"):
             raise UserError(f"{see_dir} was made on env {manifest.get('env_id')!r}, but this command's env is "
                             f"{cfg.env.id!r}; pass the see run's env (env=...) for its task probe")
-        settings = cfg.probe
-        quantities = quantity_function(cfg.env)
-        held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
-        tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
-        played = target_frames(see_dir, cfg) if targets else {"names": []}
-        for i, name in enumerate(played["names"]):
-            where = played["domain"] == i
-            tests[name] = (played["frames"][where], quantities(played["state"][where]))
-        groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()
-                  if any(d in tests for d in names)}
-        return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
-                   seed=settings.seed, num_train=settings.num_train, hidden=settings.hidden)
+        return cls.of_frames(data, target_frames(see_dir, cfg) if targets else None, cfg)
+
+    @classmethod
+    def of_own_frames(cls, out: Path, cfg: DictConfig) -> TaskProbe | None:
+        """The probe of an encoder without a see run's frames (the pixel agent's CNN): exploration
+        frames of the vision domains (``probe.exploration_frames``, random policy, probe_exploration.npz)
+        and target frames, collected once into ``out``. None if the env reports no task state."""
+        path = out / "probe_exploration.npz"
+        if not path.exists():
+            vision = domains(cfg, "vision") if cfg.env.get("vision") else []
+            if not vision:
+                return None
+            data = collect_frames(vision, cfg.probe.exploration_frames, cfg.num_envs, cfg.vec_env, cfg.probe.seed,
+                                  factors=False)
+            if "state" not in data:
+                return None
+            save_npz(path, **{k: data[k] for k in ("frames", "domain", "episode", "state")})
+        return cls.of_frames(read_npz(path), target_frames(out, cfg), cfg)
 
 
-def target_frames(see_dir: Path, cfg: DictConfig) -> dict[str, np.ndarray]:
+def target_frames(run: Path, cfg: DictConfig) -> dict[str, np.ndarray]:
     """``probe.frames_per_target`` frames of a random policy in each target domain, with their states;
-    collected once into the see run's probe_frames.npz (in-process: one env at a time)."""
-    path = see_dir / "probe_frames.npz"
+    collected once into the run's probe_frames.npz (in-process: one env at a time)."""
+    path = run / "probe_frames.npz"
     targets = domains(cfg, "targets") if cfg.env.get("targets") else []
     names = [d.name for d in targets]
     if path.exists():
         saved = read_npz(path)
         if [str(n) for n in saved["names"]] == names and len(saved["frames"]) == cfg.probe.frames_per_target * len(names):
             return saved
-    parts = [collect_frames([d], cfg.probe.frames_per_target, 1, "dummy", cfg.probe.seed + 1000 * i)
+    parts = [collect_frames([d], cfg.probe.frames_per_target, 1, "dummy", cfg.probe.seed + 1000 * i, factors=False)
              for i, d in enumerate(targets)]
     if not parts:
         return {"names": np.array([], str), "frames": np.zeros((0, 1, 1, 3), np.uint8), "domain": np.zeros(0, np.int16),

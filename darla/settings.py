@@ -155,6 +155,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "probe.seed": integer(0, 2**31 - 1),
     "probe.heldout_every": integer(2),
     "probe.frames_per_target": integer(1),
+    "probe.exploration_frames": integer(10),
     "probe.num_train": integer(10),
     "probe.hidden": integer(1),
     "env.task_quantities": text(r"[A-Za-z_][\w.]*", "a dotted path to a function"),

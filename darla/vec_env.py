@@ -71,12 +71,13 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
 
 
 def collect_frames(vision_domains: Sequence[Domain], n_frames: int, num_envs: int, vec_env: str,
-                   seed: int) -> dict[str, np.ndarray]:
-    """Frames from a random policy over a vector env, with each frame's domain, episode and factors,
-    and the env's task state (``info["state"]``) when it reports one (for the task probe)."""
+                   seed: int, factors: bool = True) -> dict[str, np.ndarray]:
+    """Frames from a random policy over a vector env, with each frame's domain, episode and (unless
+    not ``factors``) ground-truth factors, and the env's task state (``info["state"]``) when it reports one (for the task probe)."""
     venv = make_vec_env(vision_domains, num_envs, vec_env, seed)
     names = [d.name for d in vision_domains]
     venv.action_space.seed(seed)
+    keep_factors = factors
     frames, domain_ids, episode_ids, factors, states = [], [], [], [], []
     episode = np.arange(num_envs)  # each worker's current episode, numbered in the order they start
     obs = venv.reset()
@@ -99,7 +100,7 @@ def collect_frames(vision_domains: Sequence[Domain], n_frames: int, num_envs: in
         venv.close()
     data = {"frames": np.stack(frames[:n_frames]), "domain": np.array(domain_ids[:n_frames], np.int16),
             "episode": np.array(episode_ids[:n_frames], np.int32)}
-    if factors[0]:
+    if keep_factors and factors[0]:
         data.update({f"factor_{k}": v for k, v in stack_factors(factors[:n_frames]).items()})
     states = states[:n_frames]
     if all(s is not None for s in states) and len({np.shape(s) for s in states}) == 1:

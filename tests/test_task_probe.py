@@ -74,3 +74,23 @@ def test_latent_importance_finds_the_latents_no_quantity_needs():
     assert needed[4] < 0.01
     assert needed[0] > 0.1 and needed[2] > 0.1 and needed[3] > 0.1
     assert importance["heading_cos"][2] < 0.01 and importance["distance"][0] < 0.01
+
+
+@pytest.mark.parametrize("vision_model", ["pixels", "darla_ft"])
+def test_the_features_of_an_encoder_trained_by_rl_are_probed(quick_run, tmp_path, vision_model):
+    from conftest import check_ok, run_cli
+    from darla.artifacts import read_json
+
+    runs = tmp_path / "runs"
+    args = ["act", "experiment=quick", f"runs_dir={runs}", f"vision_model={vision_model}", f"act.see_run={quick_run.see}",
+            "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=probed", "act.total_timesteps=256",
+            "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
+            "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing,distractors]"]
+    proc = check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
+    probe = read_json(runs / "probed" / "act" / "metrics.json")["task_probe"]
+    assert len(probe["quantities"]) == 8
+    assert set(probe["summary"]) == {"heldout_episodes", "heldout_pairing", "distractors"}
+    assert 0 <= probe["heldout"] <= 1 and 0 <= probe["targets"] <= 1
+    assert "task probe of the policy's features" in proc.stdout
+    # The pixel agent has no see run: its probe's frames are its own; DARLA_FT reads its vision's.
+    assert (runs / "probed" / "act" / "probe_exploration.npz").exists() == (vision_model == "pixels")
