@@ -15,6 +15,7 @@ the agent is rebuilt from the manifest's config and only parameters are loaded.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from darla.evaluation import describe, run_episodes
 from darla.policy_inputs import PolicyInput, policy_input_kind
 from darla.probe import TaskProbe
 from envs.domains import Domain
+
+log = logging.getLogger("act")  # Hydra prints it as [act] (configs/hydra/default.yaml)
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
 EVAL_SEED = 50_000  # evaluation episodes during training; transfer uses its own seeds
@@ -138,7 +141,7 @@ class Training:
             agent.replay_buffer.pos, agent.replay_buffer.full = int(saved.pop("pos")), bool(saved.pop("full"))
             for key, array in saved.items():
                 getattr(agent.replay_buffer, key)[...] = array
-        print(f"[act] resuming from {self.checkpoint} at {agent.num_timesteps} steps")
+        log.info(f"resuming from {self.checkpoint} at {agent.num_timesteps} steps")
 
     def evaluate(self) -> None:
         """Evaluate on each source domain (fixed seeds; the training RNG streams are left as they were)."""
@@ -154,7 +157,7 @@ class Training:
         source_mean = float(np.mean(list(means.values())))
         agent.logger.record("eval/source_mean_return", source_mean)
         agent.logger.dump(agent.num_timesteps)
-        print(f"[act] {agent.num_timesteps} steps: source mean return {source_mean:.3f} "
+        log.info(f"{agent.num_timesteps} steps: source mean return {source_mean:.3f} "
               + " ".join(f"{k}={v:.2f}" for k, v in means.items()))
         if source_mean > self.best["mean"]:
             self.best = {"timesteps": agent.num_timesteps, "mean": source_mean}
@@ -209,14 +212,14 @@ def run(cfg: DictConfig) -> Path:
                 "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},
                 "see_hash": see_manifest["content_hash"] if see_manifest else None}
     if start_run(out, settings, cfg):
-        print(f"[act] {out} is finished with these settings; nothing to do")
+        log.info(f"{out} is finished with these settings; nothing to do")
         return out
     t0 = time.perf_counter()
     if cfg.act.normalize:
         view.normalize()
     if cfg.act.resample_nuisance:
         view.resample_nuisance(cfg)
-        print(f"[act] redrawing in training the latents the task probe finds no task quantity needs: "
+        log.info(f"redrawing in training the latents the task probe finds no task quantity needs: "
               f"{view.nuisance['latents']}")
     train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device, training=True)
     # Evaluation runs in this process, between segments, one source domain at a time.
@@ -256,7 +259,7 @@ def run(cfg: DictConfig) -> Path:
         "train_seconds": time.perf_counter() - t0,
         "versions": versions(),
     })
-    print(f"[act] done: {out} (best source mean return {best['mean']:.3f} at {best['timesteps']} steps)")
+    log.info(f"done: {out} (best source mean return {best['mean']:.3f} at {best['timesteps']} steps)")
     return out
 
 
@@ -281,7 +284,7 @@ def probe_policy_features(out: Path, agent: BaseAlgorithm, view: PolicyInput, cf
     fine-tuned vision — on the best policy's features: act/metrics.json. A stacked policy reads
     several frames at once, which the probe's single frames cannot feed: skipped."""
     if view.frame_stack > 1:
-        print(f"[act] no task probe of the policy's features: it reads {view.frame_stack} stacked frames")
+        log.info(f"no task probe of the policy's features: it reads {view.frame_stack} stacked frames")
         return
     probe = (TaskProbe.of_see_run(view.see_dir, view.see_manifest, cfg) if view.kind == "fine_tune"
              else TaskProbe.of_own_frames(out, cfg))
@@ -291,7 +294,7 @@ def probe_policy_features(out: Path, agent: BaseAlgorithm, view: PolicyInput, cf
     scores = probe.scores(policy_features(agent, device))
     write_json(out / "metrics.json", {"task_probe": scores})
     shown = {k: "none" if scores[k] is None else f"{scores[k]:.3f}" for k in ("heldout", "targets")}
-    print(f"[act] task probe of the policy's features: held-out episodes {shown['heldout']}, targets {shown['targets']}")
+    log.info(f"task probe of the policy's features: held-out episodes {shown['heldout']}, targets {shown['targets']}")
 
 
 def space_record(space) -> dict:

@@ -15,6 +15,7 @@ hydra/launcher=..., hydra.launcher.n_jobs=...) is passed on to the sweep of jobs
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from datetime import datetime
@@ -27,6 +28,8 @@ from omegaconf import DictConfig
 from darla.config import prepare
 from darla.errors import user_facing
 from darla.leaderboard import build_leaderboard
+
+log = logging.getLogger("compare")  # Hydra prints it as [compare] (configs/hydra/default.yaml)
 
 
 def job_command(cfg: DictConfig, forwarded: list[str]) -> list[str]:
@@ -48,13 +51,13 @@ def job_command(cfg: DictConfig, forwarded: list[str]) -> list[str]:
 def run(cfg: DictConfig, forwarded: list[str]) -> Path:
     root = Path(cfg.runs_dir) / cfg.compare.name
     command = job_command(cfg, forwarded)
-    print("[compare] python " + " ".join(command[1:]), flush=True)
+    log.info("python " + " ".join(command[1:]), flush=True)
     jobs = subprocess.run(command)
     if not any(root.glob("**/transfer/manifest.json")):
         raise SystemExit(f"[compare] no job finished (the sweep exited with {jobs.returncode}); see its output above")
     rows = build_leaderboard(root, order=list(cfg.compare.vision_models))
-    print(f"[compare] leaderboard of {sum(r['seeds'] for r in rows)} runs: {root / 'leaderboard.md'}")
-    print((root / "leaderboard.md").read_text())
+    log.info(f"leaderboard of {sum(r['seeds'] for r in rows)} runs: {root / 'leaderboard.md'}")
+    log.info((root / "leaderboard.md").read_text())
     if jobs.returncode != 0:
         raise SystemExit(f"[compare] some jobs failed (the sweep exited with {jobs.returncode}); the leaderboard holds "
                          f"the finished runs. Run the same command again to retry the others.")

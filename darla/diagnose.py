@@ -24,6 +24,7 @@ does not invalidate the stages that read it.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -45,6 +46,8 @@ from vision_models import plots
 from vision_models.diagnostics import (object_error_grid, object_reconstruction, reconstruction_grid, traversal_frames,
                                         traversal_grid)
 from vision_models.metrics import encode_grid, evaluate
+
+log = logging.getLogger("diagnose")  # Hydra prints it as [diagnose] (configs/hydra/default.yaml)
 
 SAMPLES_PER_GROUP = 8  # images per reconstruction band
 
@@ -117,7 +120,7 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
         reconstruction_std = float(model.reconstruct(sample).std(0).mean()) if model.can_decode else None
     flags = vision_flags(kl, stochastic, input_std, reconstruction_std)
     for flag, why in flags.items():
-        print(f"[diagnose] warning: {flag}: {why}")
+        log.warning(f"warning: {flag}: {why}")
     write_json(out / "latents.json", {"kl_per_dim": kl.tolist(), "traversal_order": order, "input_std": input_std,
                                       "reconstruction_std": reconstruction_std, "flags": flags})
 
@@ -125,11 +128,11 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
     if dataset is not None and metrics_cfg is not None and metrics_cfg.compute:
         codes = encode_grid(dataset, representation_function(model, device, metrics_cfg.encode_batch_size),
                             batch_size=metrics_cfg.encode_batch_size)
-        print(f"[diagnose] encoded {len(codes.mean):,} grid points in {codes.encode_seconds:.1f}s")
+        log.info(f"encoded {len(codes.mean):,} grid points in {codes.encode_seconds:.1f}s")
         results = evaluate(codes, plain(metrics_cfg.compute), metrics_cfg.seed)
         for name, scores in results.items():
-            print(f"[diagnose] {name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                                       for k, v in scores.items()))
+            log.info(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in scores.items()))
         report.update({"factor_names": list(codes.factor_names), "factor_sizes": list(codes.factor_sizes),
                        "encode_seconds": codes.encode_seconds, "metrics": results})
         images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))
@@ -139,8 +142,8 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
         report["object_reconstruction"] = object_reconstruction(model, images_, masks)
         images.save_png(out / "object_reconstructions.png", object_error_grid(model, images_[:8], masks[:8]),
                         labels=["input", "reconstruction", "error"])
-        print("[diagnose] object reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in
-                                                                report["object_reconstruction"].items()))
+        log.info("object reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in
+                                                        report["object_reconstruction"].items()))
     if probe is not None:
         represent = representation_function(model, device, 512)
         report["task_probe"] = probe.scores(lambda frames: represent(frames)[0])
@@ -183,7 +186,7 @@ def run(cfg: DictConfig) -> Path:
     start = time.perf_counter()
     diagnose(model, see_dir, image_groups(see_dir, manifest, dataset, cfg.seed), dataset, cfg.metrics, device,
              cfg.seed, TaskProbe.of_see_run(see_dir, manifest, cfg))
-    print(f"[diagnose] wrote the diagnostics of {see_dir} in {time.perf_counter() - start:.1f}s")
+    log.info(f"wrote the diagnostics of {see_dir} in {time.perf_counter() - start:.1f}s")
     return see_dir
 
 

@@ -19,6 +19,7 @@ is run again.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from darla.trust import build_recorded
 from darla.vec_env import collect_frames
 from darla.vision_training import FactorBatches, FrameBatches, train_vision
 from vision_models.base import VisionModel
+
+log = logging.getLogger("see")  # Hydra prints it as [see] (configs/hydra/default.yaml)
 
 
 def build_model(vision_model_cfg, dae: torch.nn.Module | None = None) -> torch.nn.Module:
@@ -91,7 +94,7 @@ def run(cfg: DictConfig) -> Path:
                 "dae": plain(cfg.dae) if vm.needs_dae else None}
     device = resolve_device(cfg.device)
     if start_run(out, settings, cfg):
-        print(f"[see] {out} is finished with these settings; nothing to do")
+        log.info(f"{out} is finished with these settings; nothing to do")
         return out
     timings = {}
 
@@ -103,7 +106,7 @@ def run(cfg: DictConfig) -> Path:
             t0 = time.perf_counter()
             data = collect_frames(vision_domains, cfg.see.frames, cfg.num_envs, cfg.vec_env, cfg.seed)
             timings["collect_s"] = time.perf_counter() - t0
-            print(f"[see] collected {len(data['frames'])} frames in {timings['collect_s']:.1f}s")
+            log.info(f"collected {len(data['frames'])} frames in {timings['collect_s']:.1f}s")
             save_npz(frames_path, **data)
         frames = read_npz(frames_path, "frames")["frames"]
         image_shape, images_source = frames.shape[1:], FrameBatches(frames)
@@ -169,7 +172,7 @@ def run(cfg: DictConfig) -> Path:
     timings["diagnose_s"] = time.perf_counter() - t0
 
     write_manifest(out, manifest)
-    print(f"[see] done: {out}")
+    log.info(f"done: {out}")
     return out
 
 

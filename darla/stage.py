@@ -6,6 +6,7 @@ that stage's Hydra entry point (overrides, ``-m`` multiruns and ``--help`` work 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -33,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if argv else 2)
     stage = argv.pop(0)
     if stage not in STAGES:
-        print(f"darla: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}\n\n{usage()}", file=sys.stderr)
+        nearest = difflib.get_close_matches(stage, STAGES, n=1)
+        hint = f" (did you mean {nearest[0]!r}?)" if nearest else ""
+        print(f"darla: unknown stage {stage!r}{hint}; valid stages: {', '.join(STAGES)}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     if stage == "diagnose" and argv and "=" not in argv[0] and not argv[0].startswith("-"):
         # `diagnose runs/x/see`: the run is positional, and Hydra's run directory is that run's, so

@@ -9,6 +9,7 @@ one line per episode), summary.json and report.md (derived from episodes.jsonl a
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from darla.config import check_env, domain_settings, domains, plain, prepare, re
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, random_act, run_episodes
 from darla.sanity import episode_flags
+
+log = logging.getLogger("transfer")  # Hydra prints it as [transfer] (configs/hydra/default.yaml)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -42,7 +45,7 @@ def run(cfg: DictConfig) -> Path:
                 "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
                 "deterministic": cfg.act.deterministic}
     if start_run(out, settings, cfg):
-        print(f"[transfer] {out} is finished with these settings; nothing to do")
+        log.info(f"{out} is finished with these settings; nothing to do")
         return out
 
     t0 = time.perf_counter()
@@ -61,7 +64,7 @@ def run(cfg: DictConfig) -> Path:
                     group = {"group": groups[domain.name]} if domain.name in groups else {}
                     lines.append({"domain": domain.name, "role": role, **group, "policy": player, **e})
             mean = np.mean([r["return"] for r in lines if r["domain"] == domain.name and r["policy"] == "policy"])
-            print(f"[transfer] {role} {domain.name}: mean return {mean:.3f}")
+            log.info(f"{role} {domain.name}: mean return {mean:.3f}")
     finally:
         venv.close()
     write_jsonl(episodes_file, lines)
@@ -71,7 +74,7 @@ def run(cfg: DictConfig) -> Path:
                          "agent": act_manifest["agent"]["name"],
                          "env_id": cfg.env.id, "env_name": cfg.env.name,
                          "seconds": time.perf_counter() - t0, "versions": versions()})
-    print(f"[transfer] done: {out}\n" + (out / "report.md").read_text())
+    log.info(f"done: {out}\n" + (out / "report.md").read_text())
     return out
 
 

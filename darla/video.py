@@ -17,6 +17,7 @@ rewrites the files it is asked for and leaves the others; every file is written 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ from darla.evaluation import run_episodes
 from darla.images import save_gif
 from darla.vec_env import make_vec_env
 from envs.domains import Domain, domains_from_config
+
+log = logging.getLogger("video")  # Hydra prints it as [video] (configs/hydra/default.yaml)
 
 CAPTION_HEIGHT = 28  # two lines of 8-px text under each frame (even, as MPEG-4 wants)
 
@@ -164,7 +167,7 @@ def run(cfg: DictConfig) -> Path:
                 path = save_video(out / f"{domain.name}_seed{seed}.{cfg.video.format}", frames, cfg.video.fps)
                 rows.append({"domain": domain.name, "role": role, **episode, "file": path.name,
                              "act_hash": act_manifest["content_hash"]})
-                print(f"[video] {role} {domain.name} seed {seed}: return {episode['return']:g} "
+                log.info(f"{role} {domain.name} seed {seed}: return {episode['return']:g} "
                       f"in {episode['length']} steps -> {path}")
     finally:
         venv.close()
@@ -173,7 +176,7 @@ def run(cfg: DictConfig) -> Path:
     written = {r["file"] for r in rows}
     kept = [r for r in read_jsonl(index) if r["file"] not in written] if index.exists() else []
     write_jsonl(index, kept + rows)
-    print(f"[video] done: {out}")
+    log.info(f"done: {out}")
     return out
 
 

@@ -9,6 +9,7 @@ the step number as soon as a loss stops being finite, leaving the last good chec
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def train_vision(
         sampler.set_state(state["sampler"])
         set_rng_state(state["rng"])  # the models' own noise (reparameterisation, masks, permutations)
         step = int(state["step"])
-        print(f"[{label}] resuming from {checkpoint} at step {step}/{steps}")
+        logging.getLogger(label).info(f"resuming from {checkpoint} at step {step}/{steps}")  # [dae] / [vision_model]
 
     def save() -> None:
         save_state(checkpoint, {"model": model.state_dict(),

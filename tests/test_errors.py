@@ -22,9 +22,14 @@ from vision_models import BetaVAE
 def test_unknown_stage_lists_the_valid_ones(tmp_path):
     proc = run_cli("sea", "runs_dir=runs", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
-    assert "unknown stage 'sea'" in proc.stderr
+    assert "unknown stage 'sea' (did you mean 'see'?)" in proc.stderr
     assert "valid stages: see, act, transfer, diagnose, video, all, compare, leaderboard" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_no_stage_prints_the_usage_and_fails(tmp_path):
+    proc = run_cli(cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "usage: python -m darla.stage STAGE" in proc.stdout
 
 
 @pytest.mark.parametrize("stage, override, available", [
