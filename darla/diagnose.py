@@ -140,8 +140,8 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
         images_, masks = object_frames(dataset, seed)
         images_, masks = frames_to_tensor(images_, device), torch.from_numpy(masks)
         report["object_reconstruction"] = object_reconstruction(model, images_, masks)
-        images.save_png(out / "object_reconstructions.png", object_error_grid(model, images_[:8], masks[:8]),
-                        labels=["input", "reconstruction", "error"])
+        grid, labels = object_error_grid(model, images_[:8], masks[:8])
+        images.save_png(out / "object_reconstructions.png", grid, labels=labels)
         log.info("object reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in
                                                         report["object_reconstruction"].items()))
     if probe is not None:

@@ -83,7 +83,9 @@ def traversal_grid(model, images: torch.Tensor, **kwargs) -> tuple[np.ndarray, l
 def object_reconstruction(model, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
     """Does a reconstruction keep the task's objects? Mean squared pixel error inside the object
     pixels (``masks``, bool (N, H, W)) and outside them, and their ratio (> 1: objects are drawn worse
-    than the room around them). For models with a DAE, also as the DAE sees both images (its loss)."""
+    than the room around them). For models with a DAE, also as the DAE sees both images (its loss),
+    and the DAE's own reconstruction of the input against the input (``dae_itself_``): what the DAE
+    loses, the loss through it cannot ask the model to keep."""
     model.eval()
     masks = masks.to(images.device)
 
@@ -97,19 +99,30 @@ def object_reconstruction(model, images: torch.Tensor, masks: torch.Tensor) -> d
     result = {"frames": len(images), "object_fraction": float(masks.float().mean()),
               **errors(images, reconstruction, "")}
     if getattr(model, "dae", None) is not None:
-        result.update(errors(_through_dae(model, images), _through_dae(model, reconstruction), "dae_view_"))
+        seen = _through_dae(model, images)
+        result.update(errors(seen, _through_dae(model, reconstruction), "dae_view_"))
+        result.update(errors(images, seen, "dae_itself_"))  # what J keeps of the input: the loss sees no more
     return result
 
 
 @torch.no_grad()
-def object_error_grid(model, images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:
+def object_error_grid(model, images: torch.Tensor, masks: torch.Tensor) -> tuple[np.ndarray, list[str]]:
     """Rows: inputs with the objects outlined, reconstructions, and the squared error (white = 1/4
-    or more) with the same outlines: where a model loses objects, the outlines enclose bright error."""
+    or more) with the same outlines: where a model loses objects, the outlines enclose bright error.
+    Models with a DAE get the same three rows again as the DAE sees both images (what their loss
+    measures). Returns the grid and its row labels."""
     model.eval()
     reconstruction = model.reconstruct(images)
-    error = (reconstruction - images).pow(2).mean(1, keepdim=True).mul(4).clamp(0, 1).expand(-1, 3, -1, -1)
-    edge = masks.float().unsqueeze(1)
+    edge = masks.to(images.device).float().unsqueeze(1)
     edge = (torch.nn.functional.max_pool2d(edge, 3, 1, 1) - edge).bool().expand(-1, 3, -1, -1)  # outer rim
     outline = torch.tensor([1.0, 1.0, 0.0], device=images.device).view(1, 3, 1, 1).expand_as(images)
-    rows = [torch.where(edge, outline, x) for x in (images, reconstruction, error)]
-    return _tile([_to_uint8(r) for r in rows])
+
+    def rows(truth: torch.Tensor, drawn: torch.Tensor) -> list[torch.Tensor]:
+        error = (drawn - truth).pow(2).mean(1, keepdim=True).mul(4).clamp(0, 1).expand(-1, 3, -1, -1)
+        return [torch.where(edge, outline, x) for x in (truth, drawn, error)]
+
+    shown, labels = rows(images, reconstruction), ["input", "reconstruction", "error"]
+    if getattr(model, "dae", None) is not None:
+        shown += rows(_through_dae(model, images), _through_dae(model, reconstruction))
+        labels += ["input (DAE)", "recon. (DAE)", "error (DAE)"]
+    return _tile([_to_uint8(r) for r in shown]), labels
