@@ -4,7 +4,7 @@
     python benchmarks/throughput.py --quick    # tiny sizes, a smoke test: the figures mean little
     python benchmarks/throughput.py --num-envs 2 --device cpu env.kwargs.room_size=6   # Hydra overrides
 
-1. see, collection: frames/s of `darla.see.collect_frames` over the experiment's vision domains
+1. see, collection: frames/s of `darla.vec_env.collect_frames` over the experiment's vision domains
    (random policy, `num_envs` vector-env workers), start-up of the workers included.
 2. see, vision training: steps/s and images/s of `darla.vision_training.train_vision` for dae,
    beta_vae and beta_vae_dae (whose loss also runs the frozen DAE), on random uint8 frames.
@@ -42,11 +42,12 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
 
-from darla.act import build_agent  # noqa: E402
+from darla.runs import build_agent  # noqa: E402
 from darla.policy_inputs import PolicyInput  # noqa: E402
 from darla.config import domains, resolve_device  # noqa: E402
 from darla.latent_env import LatentObservation  # noqa: E402
-from darla.see import build_model, collect_frames  # noqa: E402
+from darla.see import build_model  # noqa: E402
+from darla.vec_env import collect_frames  # noqa: E402
 from darla.vec_env import make_vec_env  # noqa: E402
 from darla.vision_training import FrameBatches, train_vision  # noqa: E402
 

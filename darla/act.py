@@ -23,37 +23,25 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.artifacts import (MANIFEST, check_parent, find_parent, load_state, load_weights, read_manifest, read_npz,
-                             rng_state, run_dir, save_npz, save_state, save_weights, set_rng_state, versions,
-                             write_json, write_jsonl, write_manifest)
+from darla.artifacts import (check_parent, find_parent, load_state, load_weights, read_npz, rng_state, run_dir,
+                             save_npz, save_state, save_weights, set_rng_state, versions, write_json, write_jsonl,
+                             write_manifest)
 from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, run_episodes
 from darla.policy_inputs import PolicyInput, policy_input_kind
 from darla.probe import TaskProbe
+from darla.runs import build_agent, space_record
 from envs.domains import Domain
 
 log = logging.getLogger("act")  # Hydra prints it as [act] (configs/hydra/default.yaml)
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "DQN": DQN}
 EVAL_SEED = 50_000  # evaluation episodes during training; transfer uses its own seeds
-
-
-def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, view: PolicyInput,
-                tensorboard_log: Path | None = None) -> BaseAlgorithm:
-    """A fresh SB3 agent from its config, with the policy class ``view`` reads through."""
-    algorithm = ALGORITHMS.get(agent_cfg.algorithm)
-    if algorithm is None:
-        raise UserError(f"agent.algorithm={agent_cfg.algorithm!r} is not known; expected one of {sorted(ALGORITHMS)}")
-    hyperparameters = plain(agent_cfg.hyperparameters)
-    hyperparameters["policy_kwargs"] = {**hyperparameters.get("policy_kwargs", {}), **view.policy_kwargs()}
-    return algorithm(view.policy, env, seed=seed, device=device, verbose=0,
-                     tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **hyperparameters)
 
 
 def policy_view(cfg: DictConfig) -> PolicyInput:
@@ -295,43 +283,6 @@ def probe_policy_features(out: Path, agent: BaseAlgorithm, view: PolicyInput, cf
     write_json(out / "metrics.json", {"task_probe": scores})
     shown = {k: "none" if scores[k] is None else f"{scores[k]:.3f}" for k in ("heldout", "targets")}
     log.info(f"task probe of the policy's features: held-out episodes {shown['heldout']}, targets {shown['targets']}")
-
-
-def space_record(space) -> dict:
-    """An action space as data, to check that a later stage's env acts the same way."""
-    return {"type": type(space).__name__, "shape": list(space.shape or ()),
-            **({"n": int(space.n)} if hasattr(space, "n") else {})}
-
-
-def read_act_run(act_dir: Path) -> dict:
-    """The manifest of a finished act run, after checking it and its policy file against its content hash."""
-    manifest = read_manifest(act_dir, "act")
-    if manifest.get("agent", {}).get("algorithm") not in ALGORITHMS:
-        raise UserError(f"{act_dir / MANIFEST}: agent.algorithm is {manifest.get('agent', {}).get('algorithm')!r}; "
-                        f"expected one of {sorted(ALGORITHMS)}")
-    return manifest
-
-
-def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, device: torch.device) -> BaseAlgorithm:
-    """Rebuild the trained agent from its act run: config from the manifest (see read_act_run),
-    parameters from safetensors."""
-    check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape),
-                                      "action_space": space_record(env.action_space)})
-    agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device, view=view)
-    load_weights(act_dir / "policy.safetensors", agent.policy)
-    agent.policy.set_training_mode(False)
-    return agent
-
-
-def policy_input_of(act_dir: Path, manifest: dict) -> PolicyInput:
-    """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
-    see_dir = Path(manifest["see_dir"]) if manifest.get("see_dir") else None
-    view = PolicyInput.load(manifest["policy_input"], see_dir, int(manifest.get("frame_stack", 1)))
-    view.check_normalization(manifest.get("latent_normalization"), act_dir / MANIFEST)
-    if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
-        raise UserError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
-                         f"but {see_dir} now holds {view.see_manifest['content_hash']}")
-    return view
 
 
 @hydra.main(config_path="../configs", config_name="act", version_base="1.3")

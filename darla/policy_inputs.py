@@ -25,11 +25,11 @@ from omegaconf import DictConfig
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
-from darla.artifacts import read_manifest, read_npz
+from darla.artifacts import MANIFEST, read_manifest, read_npz
 from darla.errors import UserError
 from darla.latent_env import LatentObservation
 from darla.probe import nuisance_latents
-from darla.see import load_vision_model
+from darla.runs import load_vision_model
 from darla.vec_env import make_vec_env
 from envs.domains import Domain
 
@@ -88,6 +88,17 @@ class PolicyInput:
             encoder, manifest = load_vision_model(see_dir)
             return cls(kind, see_dir, encoder, manifest, frame_stack)
         return cls(kind, see_dir, None, read_manifest(see_dir, "see"), frame_stack)
+
+    @classmethod
+    def of_act_run(cls, act_dir: Path, manifest: dict) -> "PolicyInput":
+        """What a finished act run's policy reads, with its see run checked against the act manifest's hash."""
+        see_dir = Path(manifest["see_dir"]) if manifest.get("see_dir") else None
+        view = cls.load(manifest["policy_input"], see_dir, int(manifest.get("frame_stack", 1)))
+        view.check_normalization(manifest.get("latent_normalization"), act_dir / MANIFEST)
+        if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
+            raise UserError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
+                            f"but {see_dir} now holds {view.see_manifest['content_hash']}")
+        return view
 
     def exploration_codes(self, setting: str, max_frames: int = 5000) -> np.ndarray:
         """The latents of the see run's exploration frames (at most ``max_frames``, evenly spaced)."""

@@ -5,7 +5,7 @@
    An env without vision domains but with a factor dataset (dSprites) is sampled instead.
 2. If the model needs one (β-VAE_DAE), train the denoising autoencoder J first, then freeze it.
 3. Train the vision model (on factor sweeps for models that ask for them, DC-IGN).
-4. Diagnose it (darla/diagnose.py): reconstructions per domain, latent traversals sorted by KL,
+4. Diagnose it (darla/vision_report.py): reconstructions per domain, latent traversals sorted by KL,
    KL per latent, when the env has a factor dataset the disentanglement metrics, and when it
    reports a task state the task probe (darla/probe.py; frames of the target domains are
    collected for it, never trained on).
@@ -24,20 +24,17 @@ import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from darla.artifacts import MANIFEST, load_weights, read_manifest, read_npz, run_dir, save_npz, save_weights, versions, write_manifest
+from darla.artifacts import load_weights, read_npz, run_dir, save_npz, save_weights, versions, write_manifest
 from darla.config import domain_settings, domains, plain, prepare, resolve_device, start_run
-from darla.diagnose import diagnose, image_groups, make_factor_dataset
 from darla.errors import UserError, user_facing
 from darla.probe import TaskProbe
-from darla.trust import build_recorded
 from darla.vec_env import collect_frames
+from darla.vision_report import diagnose, image_groups, make_factor_dataset
 from darla.vision_training import FactorBatches, FrameBatches, train_vision
-from vision_models.base import VisionModel
 
 log = logging.getLogger("see")  # Hydra prints it as [see] (configs/hydra/default.yaml)
 
@@ -47,29 +44,6 @@ def build_model(vision_model_cfg, dae: torch.nn.Module | None = None) -> torch.n
     if vision_model_cfg.needs_dae:
         return instantiate(vision_model_cfg.model, dae=dae)
     return instantiate(vision_model_cfg.model)
-
-
-def load_vision_model(see_dir: Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained vision model from its see run: classes named in the manifest (checked by
-    darla/trust.py, never imported from anywhere else), weights from safetensors."""
-    manifest = read_manifest(see_dir, "see")
-    source = see_dir / MANIFEST
-    try:
-        vm, needs_dae = manifest["vision_model"], bool(manifest["vision_model"].get("needs_dae"))
-        dae_spec = manifest["dae"]["model"] if needs_dae else None
-        vm_spec = vm["model"]
-    except (KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{source} lacks the vision model's or DAE's settings ({err}); not a darla see run") from None
-    dae = None
-    if needs_dae:
-        dae = build_recorded(dae_spec, VisionModel, "dae.model", source)
-        load_weights(see_dir / "dae.safetensors", dae).eval().requires_grad_(False)
-    model = build_recorded(vm_spec, VisionModel, "vision_model.model", source, **({"dae": dae} if needs_dae else {}))
-    load_weights(see_dir / "vision_model.safetensors", model)
-    if model.latent_dim != manifest.get("latent_dim"):
-        raise UserError(f"{source}: latent_dim is {manifest.get('latent_dim')!r} but the model it names has "
-                        f"{model.latent_dim} latents")
-    return model.eval().requires_grad_(False), manifest
 
 
 def run(cfg: DictConfig) -> Path:

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from darla.act import load_policy, policy_input_of, read_act_run
-from darla.artifacts import atomic_write, find_parent, read_jsonl, run_dir, versions, write_json, write_jsonl, write_manifest
+from darla.artifacts import (atomic_write, find_parent, read_jsonl, run_dir, versions, write_json, write_jsonl,
+                             write_manifest)
 from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, random_act, run_episodes
+from darla.policy_inputs import PolicyInput
+from darla.runs import load_policy, read_act_run
 from darla.sanity import episode_flags
 
 log = logging.getLogger("transfer")  # Hydra prints it as [transfer] (configs/hydra/default.yaml)
@@ -35,7 +37,7 @@ def run(cfg: DictConfig) -> Path:
     torch.set_num_threads(cfg.policy_threads)
     act_dir = find_parent(cfg.transfer.act_run, cfg.runs_dir, "act")
     act_manifest = read_act_run(act_dir)
-    view = policy_input_of(act_dir, act_manifest)
+    view = PolicyInput.of_act_run(act_dir, act_manifest)
     source = domains(cfg, "source")
     check_env(act_dir, act_manifest, cfg, "source_domains", [d.name for d in source])
     evaluated = [("source", d) for d in source] + [("target", d) for d in domains(cfg, "targets")]

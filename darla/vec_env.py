@@ -6,7 +6,6 @@ import multiprocessing
 from typing import Sequence
 
 import numpy as np
-
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 

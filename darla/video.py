@@ -30,12 +30,13 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from darla.act import load_policy, policy_input_of, read_act_run
 from darla.artifacts import atomic_write, find_parent, read_jsonl, read_manifest, write_jsonl
 from darla.config import plain, prepare, record_invocation, resolve_device
 from darla.errors import UserError, user_facing
 from darla.evaluation import run_episodes
 from darla.images import save_gif
+from darla.policy_inputs import PolicyInput
+from darla.runs import load_policy, read_act_run
 from darla.vec_env import make_vec_env
 from envs.domains import Domain, domains_from_config
 
@@ -144,7 +145,7 @@ def run(cfg: DictConfig) -> Path:
     torch.set_num_threads(cfg.policy_threads)
     act_dir = find_act_run(cfg.video.run, cfg.runs_dir)
     act_manifest = read_act_run(act_dir)
-    view = policy_input_of(act_dir, act_manifest)
+    view = PolicyInput.of_act_run(act_dir, act_manifest)
     if view.kind == "state":
         raise UserError(f"{act_dir} is an oracle run (policy_input=state): its env workers replace frames by "
                          f"states, so there are no frames to film")

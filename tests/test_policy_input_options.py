@@ -10,7 +10,7 @@ import numpy as np
 from conftest import check_ok, reseal, run_cli
 from darla.artifacts import read_json, read_npz, write_json
 from darla.latent_env import LatentObservation
-from darla.see import load_vision_model
+from darla.runs import load_vision_model
 
 
 @pytest.mark.parametrize("vision_model, shape", [("beta_vae_dae", [96]), ("pixels", [64, 64, 9])])

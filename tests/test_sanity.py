@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 
 from darla.artifacts import read_json, write_jsonl
-from darla.diagnose import diagnose
+from darla.vision_report import diagnose
 from darla.latent_env import StateObservation, check_state
 from darla.sanity import episode_flags, interval_flags, seed_flags, vision_flags
 from darla.transfer import summarize

@@ -94,7 +94,7 @@ def test_the_manifests_latent_dim_is_checked(quick_run, tmp_path):
     manifest = read_json(run / "see" / MANIFEST)
     manifest["latent_dim"] = 7
     reseal_with(run / "see", manifest)
-    from darla.see import load_vision_model
+    from darla.runs import load_vision_model
 
     with pytest.raises(UserError, match=r"latent_dim is 7 but the model it names has 32 latents"):
         load_vision_model(run / "see")
