@@ -51,7 +51,7 @@ def job_command(cfg: DictConfig, forwarded: list[str]) -> list[str]:
 def run(cfg: DictConfig, forwarded: list[str]) -> Path:
     root = Path(cfg.runs_dir) / cfg.compare.name
     command = job_command(cfg, forwarded)
-    log.info("python " + " ".join(command[1:]), flush=True)
+    log.info("python " + " ".join(command[1:]))
     jobs = subprocess.run(command)
     if not any(root.glob("**/transfer/manifest.json")):
         raise SystemExit(f"[compare] no job finished (the sweep exited with {jobs.returncode}); see its output above")

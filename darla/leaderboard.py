@@ -89,7 +89,7 @@ def read_run(path: Path) -> RunResult:
     metrics: dict[str, float] = {}
     # The vision's scores (see/metrics.json); the task probe of an encoder RL trained (pixels,
     # darla_ft) is act's own (act/metrics.json) and takes precedence: it is what the policy reads.
-    for report_path in [Path(see_dir) / "metrics.json"] * bool(see_dir) + [act_dir / "metrics.json"]:
+    for report_path in [*([Path(see_dir) / "metrics.json"] if see_dir else []), act_dir / "metrics.json"]:
         if report_path.exists():
             report = read_json(report_path)
             scores, probe = report.get("metrics", {}), report.get("task_probe", {})

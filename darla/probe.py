@@ -7,7 +7,7 @@ report a task state (``info["state"]``):
 - training frames: the see run's exploration frames (frames.npz, with each frame's state and
   episode), every ``probe.heldout_every``-th episode held out for scoring;
 - target frames: ``probe.frames_per_target`` frames of a random policy in each target domain
-  (probe_frames.npz in the see run, collected once). The vision never trains on them.
+  (probe_frames/ in the see run, collected once). The vision never trains on them.
 
 The quantities are the env's: its config names a function of the state vectors
 (``env.task_quantities``, e.g. envs.collect_good_objects.task_quantities) or, without one, every
@@ -17,6 +17,9 @@ held-out episodes (``heldout``) and over the target domains (``targets``, and pe
 
 from __future__ import annotations
 
+import hashlib
+import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -26,7 +29,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from darla.artifacts import read_npz, save_npz
-from darla.config import domains, plain
+from darla.config import domain_settings, domains, plain
 from darla.errors import UserError
 from darla.vec_env import collect_frames
 from vision_models.metrics.task_probe import Quantity, latent_importance, probe_scores, state_quantities
@@ -58,7 +61,8 @@ class TaskProbe:
     hidden: int = 64
 
     def scores(self, represent: Callable[[np.ndarray], np.ndarray]) -> dict:
-        """Probe the representation ``represent`` (uint8 frames -> codes (N, D)) on every split."""
+        """Probe the representation ``represent`` (uint8 frames -> codes (N, D)) on every split
+        (a split without frames, e.g. no held-out episode in a short run, scores None)."""
         result = probe_scores(represent(self.train_frames), self.train,
                               {split: (represent(frames), quantities) for split, (frames, quantities) in self.tests.items()},
                               seed=self.seed, num_train=self.num_train, hidden=self.hidden)
@@ -76,7 +80,7 @@ class TaskProbe:
 
     @classmethod
     def of_frames(cls, data: dict[str, np.ndarray], played: dict[str, np.ndarray] | None,
-                  cfg: DictConfig) -> TaskProbe:
+                  cfg: DictConfig) -> TaskProbe | None:
         """The probe over exploration frames ``data`` (frames, state, episode) and, if given, the
         target frames ``played`` (names, frames, domain, state) (see target_frames)."""
         settings = cfg.probe
@@ -86,8 +90,11 @@ class TaskProbe:
         for i, name in enumerate(played["names"] if played is not None else []):
             where = played["domain"] == i
             tests[str(name)] = (played["frames"][where], quantities(played["state"][where]))
+        tests = {split: test for split, test in tests.items() if len(test[0])}  # a split without frames scores None
         groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()
                   if any(d in tests for d in names)}
+        if held_out.all():
+            return None  # nothing to fit on
         return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
                    seed=settings.seed, num_train=settings.num_train, hidden=settings.hidden)
 
@@ -125,28 +132,34 @@ class TaskProbe:
 
 
 def target_frames(run: Path, cfg: DictConfig) -> dict[str, np.ndarray]:
-    """``probe.frames_per_target`` frames of a random policy in each target domain, with their states;
-    collected once into the run's probe_frames.npz (in-process: one env at a time)."""
-    path = run / "probe_frames.npz"
+    """``probe.frames_per_target`` frames of a random policy in each target domain, with their states.
+
+    Each domain's frames are collected once (in-process, seeded by the domain's name) into
+    ``run/probe_frames/<domain>-<hash of its settings>.npz``, so runs that evaluate other targets,
+    or the same names with other settings, add files and never rewrite these.
+    """
     targets = domains(cfg, "targets") if cfg.env.get("targets") else []
-    names = [d.name for d in targets]
-    if path.exists():
-        saved = read_npz(path)
-        if [str(n) for n in saved["names"]] == names and len(saved["frames"]) == cfg.probe.frames_per_target * len(names):
-            return saved
-    parts = [collect_frames([d], cfg.probe.frames_per_target, 1, "dummy", cfg.probe.seed + 1000 * i, factors=False)
-             for i, d in enumerate(targets)]
+    parts = []
+    for domain in targets:
+        made_with = json.dumps({"domain": domain_settings([domain])[domain.name], "seed": cfg.probe.seed,
+                                "frames": cfg.probe.frames_per_target}, sort_keys=True)
+        path = run / "probe_frames" / f"{domain.name}-{hashlib.sha256(made_with.encode()).hexdigest()[:10]}.npz"
+        saved = read_npz(path) if path.exists() else None
+        if saved is None:
+            seed = cfg.probe.seed + zlib.crc32(domain.name.encode()) % 1_000_000
+            data = collect_frames([domain], cfg.probe.frames_per_target, 1, "dummy", seed, factors=False)
+            if "state" not in data:
+                raise UserError(f"target domain {domain.name!r} of env {cfg.env.name!r} reports no task state "
+                                f"(info['state']), though the vision domains do; the task probe needs it in every domain")
+            saved = {"frames": data["frames"], "state": data["state"], "made_with": np.array(made_with)}
+            save_npz(path, **saved)
+        parts.append(saved)
     if not parts:
-        return {"names": np.array([], str), "frames": np.zeros((0, 1, 1, 3), np.uint8), "domain": np.zeros(0, np.int16),
-                "state": np.zeros((0, 1), np.float32)}
-    if any("state" not in p for p in parts):
-        raise UserError(f"a target domain of env {cfg.env.name!r} reports no task state (info['state']), though "
-                        f"its vision domains do; the task probe needs it in every domain")
-    data = {"names": np.array(names), "frames": np.concatenate([p["frames"] for p in parts]),
+        return {"names": np.array([], str), "frames": np.zeros((0, 1, 1, 3), np.uint8),
+                "domain": np.zeros(0, np.int16), "state": np.zeros((0, 1), np.float32)}
+    return {"names": np.array([d.name for d in targets]), "frames": np.concatenate([p["frames"] for p in parts]),
             "domain": np.concatenate([np.full(len(p["frames"]), i, np.int16) for i, p in enumerate(parts)]),
             "state": np.concatenate([p["state"] for p in parts])}
-    save_npz(path, **data)
-    return data
 
 
 def nuisance_latents(see_dir: Path, manifest: dict, cfg: DictConfig,
@@ -158,6 +171,9 @@ def nuisance_latents(see_dir: Path, manifest: dict, cfg: DictConfig,
     if probe is None:
         raise UserError(f"act.resample_nuisance=true needs the task probe, but the exploration frames of {see_dir} "
                         f"carry no task state (info['state'])")
+    if HELDOUT not in probe.tests:
+        raise UserError(f"the exploration frames of {see_dir} have no held-out episode (every "
+                        f"{cfg.probe.heldout_every}th is held out) to tell which latents the task needs")
     frames, quantities = probe.tests[HELDOUT]
     importance = latent_importance(represent(probe.train_frames), probe.train, represent(frames), quantities,
                                    seed=probe.seed, num_train=probe.num_train, hidden=probe.hidden)

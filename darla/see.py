@@ -10,7 +10,7 @@
    reports a task state the task probe (darla/probe.py; frames of the target domains are
    collected for it, never trained on).
 
-Outputs in runs/<name>/see/: frames.npz, probe_frames.npz, dae.safetensors, vision_model.safetensors, the
+Outputs in runs/<name>/see/: frames.npz, probe_frames/, dae.safetensors, vision_model.safetensors, the
 diagnostics (reconstructions.png, traversals.png/.gif, kl_per_dim.png, latents.json, metrics.json,
 factor_response.png) and manifest.json. Each step is skipped when its output is already there,
 and training resumes from its checkpoint, so an interrupted run continues when the same command

@@ -15,7 +15,7 @@ Written by ``see`` at the end of training, and again by ``python -m darla.stage 
                         (object_reconstruction: error inside object pixels vs background)
 - metrics.json          also the task probe, when the env reports a task state (darla/probe.py):
   task_probe            how well each task quantity can be read from the latents, on held-out
-                        exploration episodes and on each target domain's frames (probe_frames.npz)
+                        exploration episodes and on each target domain's frames (probe_frames/)
 
 Encoder-only models (random_cnn) get the KL plot, the metrics and the factor plot only.
 The weights and their hash in manifest.json are never touched, so diagnosing a finished run

@@ -302,7 +302,7 @@ def task_quantities(states: np.ndarray, half_fov_deg: float = 30.0) -> dict:
     from vision_models.metrics.task_probe import CLASSIFICATION, REGRESSION, Quantity
 
     states = np.asarray(states, float)
-    objects = states[:, 5:].reshape(len(states), -1, 4)  # ahead, right, kind, collected
+    objects = states[:, 5:].reshape(len(states), (states.shape[1] - 5) // 4, 4)  # ahead, right, kind, collected
     ahead, right, kind, collected = (objects[..., i] for i in range(4))
     bearing = np.degrees(np.arctan2(right, ahead))
     distance = np.hypot(ahead, right)

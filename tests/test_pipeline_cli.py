@@ -72,9 +72,12 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     assert set(probe["summary"]) == {"heldout_episodes", "heldout_pairing", "cam_fov_40", "distractors"}
     assert set(probe["groups"]) == {"heldout", "ood2"}  # the groups of the three targets played
     assert all(v is None or 0 <= v <= 1 for v in [probe["heldout"], probe["targets"], *probe["summary"].values()])
-    with np.load(see / "probe_frames.npz", allow_pickle=False) as data:
-        assert list(data["names"]) == ["heldout_pairing", "cam_fov_40", "distractors"]
-        assert data["frames"].shape == (3 * 200, 64, 64, 3) and data["state"].shape == (600, 29)
+    for name in ("heldout_pairing", "cam_fov_40", "distractors"):  # a file per target domain (and settings)
+        paths = list((see / "probe_frames").glob(f"{name}-*.npz"))
+        assert paths, name
+        for path in paths:
+            with np.load(path, allow_pickle=False) as data:
+                assert data["frames"].shape == (200, 64, 64, 3) and data["state"].shape == (200, 29)
     objects = report["object_reconstruction"]
     assert objects["frames"] == 256 and 0 < objects["object_fraction"] < 0.5 and objects["object_mse"] > 0
     assert (see / "object_reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -86,7 +86,11 @@ def test_the_features_of_an_encoder_trained_by_rl_are_probed(quick_run, tmp_path
             "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=probed", "act.total_timesteps=256",
             "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
             "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing,distractors]"]
+    made = {p: p.stat().st_mtime_ns for p in (quick_run.see / "probe_frames").glob("*.npz")}
     proc = check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
+    # DARLA_FT reads its see run's target frames: those made before (for other settings: here the
+    # episode length differs) are kept, never rewritten.
+    assert all(p.stat().st_mtime_ns == t for p, t in made.items())
     probe = read_json(runs / "probed" / "act" / "metrics.json")["task_probe"]
     assert len(probe["quantities"]) == 8
     assert set(probe["summary"]) == {"heldout_episodes", "heldout_pairing", "distractors"}
@@ -94,3 +98,10 @@ def test_the_features_of_an_encoder_trained_by_rl_are_probed(quick_run, tmp_path
     assert "task probe of the policy's features" in proc.stdout
     # The pixel agent has no see run: its probe's frames are its own; DARLA_FT reads its vision's.
     assert (runs / "probed" / "act" / "probe_exploration.npz").exists() == (vision_model == "pixels")
+
+
+def test_collect_good_objects_quantities_of_no_frames_are_empty():
+    from envs.collect_good_objects import task_quantities
+
+    quantities = task_quantities(np.zeros((0, 29), np.float32))  # a split without frames (few episodes)
+    assert len(quantities) == 8 and all(len(q.values) == 0 for q in quantities.values())
