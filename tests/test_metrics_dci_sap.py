@@ -216,16 +216,15 @@ def test_sap_score_matrix_matches_sklearn_linear_svc():
     scores = _score_matrix(codes[train], factors[train], codes[test], factors[test], continuous_factors=False)
     for latent in range(4):
         for factor in range(4):
-            classifier = svm.LinearSVC(C=0.01, class_weight="balanced").fit(codes[train, latent:latent + 1],
-                                                                              factors[train, factor])
-            accuracy = np.mean(classifier.predict(codes[test, latent:latent + 1]) == factors[test, factor])
+            classifier = svm.LinearSVC(C=0.01, class_weight="balanced").fit(
+                codes[train, latent : latent + 1], factors[train, factor]
+            )
+            accuracy = np.mean(classifier.predict(codes[test, latent : latent + 1]) == factors[test, factor])
             assert scores[latent, factor] == pytest.approx(accuracy, abs=0.01)
 
 
 def test_sap_arithmetic_by_hand():
-    scores = np.array([[0.9, 0.2, 0.5],
-                       [0.3, 0.8, 0.5],
-                       [0.1, 0.7, 0.4]])
+    scores = np.array([[0.9, 0.2, 0.5], [0.3, 0.8, 0.5], [0.1, 0.7, 0.4]])
     assert _sap(scores) == pytest.approx(np.mean([0.9 - 0.3, 0.8 - 0.7, 0.0]))
     with pytest.raises(ValueError, match="at least 2 latents"):
         _sap(scores[:1])
@@ -311,8 +310,12 @@ def test_modularity_explicitness_uninformative_codes():
     assert constant == pytest.approx({"modularity": 0.0, "explicitness_train": 0.5, "explicitness_test": 0.5})
     # Random codes: no linear read-out beyond chance. (Their modularity is not ~0: the small plug-in
     # information of a random latent is spread unevenly over the factors.)
-    noise = compute_modularity_explicitness(make_codes(np.random.default_rng(0).normal(size=(len(GRID), 4))),
-                                            np.random.default_rng(0), num_train=4000, num_test=2000)
+    noise = compute_modularity_explicitness(
+        make_codes(np.random.default_rng(0).normal(size=(len(GRID), 4))),
+        np.random.default_rng(0),
+        num_train=4000,
+        num_test=2000,
+    )
     assert noise["explicitness_test"] < 0.7
 
 

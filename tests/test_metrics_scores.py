@@ -43,8 +43,9 @@ CHANCE = 1 / len(SIZES)
 
 
 def make_codes(mean: np.ndarray, logvar: np.ndarray | None = None) -> FactorCodes:
-    return FactorCodes(NAMES, SIZES, np.asarray(mean, np.float32),
-                       None if logvar is None else np.asarray(logvar, np.float32))
+    return FactorCodes(
+        NAMES, SIZES, np.asarray(mean, np.float32), None if logvar is None else np.asarray(logvar, np.float32)
+    )
 
 
 def identity_codes() -> FactorCodes:
@@ -70,6 +71,7 @@ def transformed(codes: FactorCodes, order: list[int], scale: np.ndarray, shift: 
 
 
 # ----------------------------------------------------------------------------- logistic regression
+
 
 def _classification_problem(num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -204,8 +206,10 @@ def test_factor_vae_arithmetic_by_hand():
 
 # ----------------------------------------------------------------------------- MIG (disentanglement_lib)
 
+
 def _brute_force_mig(codes: np.ndarray, factors: np.ndarray, num_bins: int) -> float:
     """MIG written from the definition with counters: equal-width bins, plug-in MI and entropy in nats."""
+
     def bins(column):
         low, high = min(column), max(column)
         return [min(int((value - low) / (high - low) * num_bins), num_bins - 1) for value in column]
@@ -225,11 +229,24 @@ def _brute_force_mig(codes: np.ndarray, factors: np.ndarray, num_bins: int) -> f
 
 def test_mig_matches_brute_force_on_a_hand_made_example():
     factors = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1], [0, 0], [1, 1], [2, 1], [2, 0]])
-    codes = np.array([[0.05, 3.0, 0.3], [0.12, 2.1, 0.9], [0.48, 2.9, 0.1], [0.55, 1.1, 0.7], [0.93, 2.6, 0.2],
-                      [0.98, 1.2, 0.4], [0.02, 2.7, 0.8], [0.51, 1.3, 0.6], [0.97, 1.4, 0.35], [0.91, 2.8, 0.55]])
+    codes = np.array(
+        [
+            [0.05, 3.0, 0.3],
+            [0.12, 2.1, 0.9],
+            [0.48, 2.9, 0.1],
+            [0.55, 1.1, 0.7],
+            [0.93, 2.6, 0.2],
+            [0.98, 1.2, 0.4],
+            [0.02, 2.7, 0.8],
+            [0.51, 1.3, 0.6],
+            [0.97, 1.4, 0.35],
+            [0.91, 2.8, 0.55],
+        ]
+    )
     for num_bins in (2, 3, 5):
         assert _mig(_histogram_discretize(codes, num_bins), factors) == pytest.approx(
-            _brute_force_mig(codes, factors, num_bins), abs=1e-12)
+            _brute_force_mig(codes, factors, num_bins), abs=1e-12
+        )
 
 
 def test_discrete_mutual_information_matches_sklearn():
@@ -275,7 +292,7 @@ def test_mig_rejects_a_single_latent():
 # ----------------------------------------------------------------------------- sampled MIG (Chen et al.)
 
 SMALL_SAMPLED = {"num_samples": 1000, "num_components": 200}
-NARROW = math.log(0.05 ** 2)  # posterior std 0.05, small against the unit spacing of the factor values
+NARROW = math.log(0.05**2)  # posterior std 0.05, small against the unit spacing of the factor values
 
 
 def test_sampled_mig_needs_logvar():
@@ -286,9 +303,20 @@ def test_sampled_mig_needs_logvar():
 def test_log_mixture_density_matches_brute_force():
     rng = np.random.default_rng(0)
     points, means, logvars = rng.normal(size=(7, 3)), rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) - 1
-    expected = [[math.log(sum(math.exp(-(points[s, j] - means[m, j]) ** 2 / (2 * math.exp(logvars[m, j])))
-                              / math.sqrt(2 * math.pi * math.exp(logvars[m, j])) for m in range(5)) / 5)
-                 for j in range(3)] for s in range(7)]
+    expected = [
+        [
+            math.log(
+                sum(
+                    math.exp(-((points[s, j] - means[m, j]) ** 2) / (2 * math.exp(logvars[m, j])))
+                    / math.sqrt(2 * math.pi * math.exp(logvars[m, j]))
+                    for m in range(5)
+                )
+                / 5
+            )
+            for j in range(3)
+        ]
+        for s in range(7)
+    ]
     np.testing.assert_allclose(_log_mixture_density(points, means, logvars), expected, atol=1e-5)
 
 
@@ -318,8 +346,9 @@ def test_sampled_mig_of_a_fingerprint_latent_stays_within_one_with_few_component
     mean = np.stack([np.arange(len(GRID), dtype=float), np.zeros(len(GRID))], axis=1)
     codes = make_codes(mean, np.full(mean.shape, NARROW))
     for num_components in (1, 20, 200):
-        score = compute_sampled_mig(codes, np.random.default_rng(0), num_samples=1000,
-                                    num_components=num_components)["sampled_mig"]
+        score = compute_sampled_mig(codes, np.random.default_rng(0), num_samples=1000, num_components=num_components)[
+            "sampled_mig"
+        ]
         assert score == pytest.approx(1.0, abs=0.02)
 
 
@@ -329,7 +358,9 @@ def test_log_mixture_density_leaves_out_each_samples_own_components():
     sample_ids, component_ids = np.array([0, 1, 2, 9]), np.array([0, 1, 1])
     got = _log_mixture_density(points, means, logvars, exclude=(sample_ids, component_ids))
     for s, kept in enumerate([[1, 2], [0], [0, 1, 2], [0, 1, 2]]):
-        np.testing.assert_allclose(got[s], _log_mixture_density(points[s:s + 1], means[kept], logvars[kept])[0], atol=1e-5)
+        np.testing.assert_allclose(
+            got[s], _log_mixture_density(points[s : s + 1], means[kept], logvars[kept])[0], atol=1e-5
+        )
     alone = _log_mixture_density(points[:1], means[:1], logvars[:1], exclude=(np.array([0]), np.array([0])))
     assert np.all(alone == -np.inf)
 
@@ -339,8 +370,9 @@ def test_sampled_mig_scores_only_the_chosen_factors():
     mean = np.concatenate([GRID[:, 1:], np.zeros((len(GRID), 1))], axis=1)
     codes = make_codes(mean, np.full(mean.shape, NARROW))
     everything = compute_sampled_mig(codes, np.random.default_rng(0), **SMALL_SAMPLED)["sampled_mig"]
-    encoded = compute_sampled_mig(codes, np.random.default_rng(0), factor_names=["size", "position"],
-                                  **SMALL_SAMPLED)["sampled_mig"]
+    encoded = compute_sampled_mig(codes, np.random.default_rng(0), factor_names=["size", "position"], **SMALL_SAMPLED)[
+        "sampled_mig"
+    ]
     assert everything == pytest.approx(2 / 3, abs=0.07) and encoded > 0.9
     with pytest.raises(ValueError, match="factor_names"):
         compute_sampled_mig(codes, np.random.default_rng(0), factor_names=["shape"])
@@ -348,10 +380,11 @@ def test_sampled_mig_scores_only_the_chosen_factors():
 
 # ----------------------------------------------------------------------------- Gaussian total correlation
 
+
 def test_gaussian_total_correlation_closed_forms():
     rho = 0.6
     correlated = np.array([[1.0, rho], [rho, 1.0]])
-    assert _gaussian_total_correlation(correlated) == pytest.approx(-0.5 * math.log(1 - rho ** 2))
+    assert _gaussian_total_correlation(correlated) == pytest.approx(-0.5 * math.log(1 - rho**2))
     rng = np.random.default_rng(0)
     root = rng.normal(size=(4, 4))
     covariance = root @ root.T + 0.1 * np.eye(4)
@@ -369,7 +402,7 @@ def test_gaussian_total_correlation_of_codes():
     assert duplicated["gaussian_total_correlation"] > 10  # infinite in exact arithmetic; rounding leaves ~18 nats
     # Linear mixing of independent uniform factors: the population covariance is known in closed form.
     mixing = np.array([[1.0, 0.5], [0.0, 1.0], [0.3, -0.4]])
-    factor_variances = np.diag([(s ** 2 - 1) / 12 for s in SIZES])
+    factor_variances = np.diag([(s**2 - 1) / 12 for s in SIZES])
     expected = _gaussian_total_correlation(mixing.T @ factor_variances @ mixing)
     measured = compute_gaussian_total_correlation(make_codes(GRID @ mixing), rng, num_train=20000)
     assert measured["gaussian_total_correlation"] == pytest.approx(expected, rel=0.05)
@@ -384,6 +417,7 @@ def test_gaussian_total_correlation_ignores_permutation_and_rescaling():
 
 # ----------------------------------------------------------------------------- UDR
 
+
 def test_udr_identical_models_score_one_and_a_random_model_ranks_lower():
     rng = np.random.default_rng(0)
     grid = GRID.astype(float)
@@ -393,8 +427,11 @@ def test_udr_identical_models_score_one_and_a_random_model_ranks_lower():
 
     # A model's UDR is the median over the others: three agreeing seeds outvote one random model.
     random_model = rng.normal(size=grid.shape)
-    scores = compute_udr([grid, reparametrised, grid[:, [1, 0, 2]] ** 3, random_model], np.random.default_rng(1),
-                         names=["a", "b", "c", "random"])
+    scores = compute_udr(
+        [grid, reparametrised, grid[:, [1, 0, 2]] ** 3, random_model],
+        np.random.default_rng(1),
+        names=["a", "b", "c", "random"],
+    )
     assert scores["udr_a"] == scores["udr_b"] == scores["udr_c"] == pytest.approx(1.0, abs=1e-9)
     assert scores["udr_random"] < 0.6
 
@@ -439,6 +476,7 @@ def test_lasso_matrix_matches_sklearn():
     rng = np.random.default_rng(0)
     first = rng.normal(size=(400, 4)) @ rng.normal(size=(4, 4))
     second = first @ rng.normal(size=(4, 3)) + rng.normal(size=(400, 3))
+
     def standardise(values):
         return (values - values.mean(axis=0)) / values.std(axis=0)
 

@@ -46,9 +46,15 @@ class LogisticRegression:
         weight = torch.zeros(x.shape[1], num_logits, dtype=torch.float64, requires_grad=True)
         bias = torch.zeros(num_logits, dtype=torch.float64, requires_grad=True)
         penalty = 1.0 / (2.0 * self.C * len(x))
-        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=self.max_iter, history_size=10,
-                                      tolerance_grad=self.tol, tolerance_change=1e-12,
-                                      line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS(
+            [weight, bias],
+            lr=1.0,
+            max_iter=self.max_iter,
+            history_size=10,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
 
         def objective() -> torch.Tensor:
             optimizer.zero_grad()
@@ -64,8 +70,9 @@ class LogisticRegression:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (n, num_classes), columns in the order of ``classes_``."""
-        logits = self._logits(torch.from_numpy(self._check_x(x)), torch.from_numpy(self.coef_.T),
-                              torch.from_numpy(self.intercept_))
+        logits = self._logits(
+            torch.from_numpy(self._check_x(x)), torch.from_numpy(self.coef_.T), torch.from_numpy(self.intercept_)
+        )
         return torch.softmax(logits, dim=1).numpy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ from vision_models.metrics.logistic import LogisticRegression
 from vision_models.metrics.mig import _discrete_mutual_information, _histogram_discretize
 
 
-def compute_modularity_explicitness(codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000,
-                                    num_test: int = 5000, num_bins: int = 20) -> dict[str, float]:
+def compute_modularity_explicitness(
+    codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000, num_test: int = 5000, num_bins: int = 20
+) -> dict[str, float]:
     """{"modularity", "explicitness_train", "explicitness_test"} of the mean codes of ``num_train``
     training and ``num_test`` test points drawn uniformly from the grid."""
     for name, value in (("num_train", num_train), ("num_test", num_test), ("num_bins", num_bins)):
@@ -30,15 +31,19 @@ def compute_modularity_explicitness(codes: FactorCodes, rng: np.random.Generator
     test_factors, test_codes = codes.sample(num_test, rng)
     information = _discrete_mutual_information(_histogram_discretize(train_codes, num_bins), train_factors)
     explicitness_train, explicitness_test = _explicitness(train_codes, train_factors, test_codes, test_factors)
-    return {"modularity": _modularity(information), "explicitness_train": explicitness_train,
-            "explicitness_test": explicitness_test}
+    return {
+        "modularity": _modularity(information),
+        "explicitness_train": explicitness_train,
+        "explicitness_test": explicitness_test,
+    }
 
 
 def _modularity(information: np.ndarray) -> float:
     """Mean over latents of how much of a latent's (squared) information (D, K) goes to its top factor."""
     if information.ndim != 2 or information.shape[1] < 2:
-        raise ValueError(f"mutual information has shape {information.shape}; modularity needs (D, K) with "
-                         "at least 2 factors")
+        raise ValueError(
+            f"mutual information has shape {information.shape}; modularity needs (D, K) with at least 2 factors"
+        )
     squared = np.square(information)
     top = squared.max(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -46,8 +51,9 @@ def _modularity(information: np.ndarray) -> float:
     return float(np.mean(np.where(top > 0, per_latent, 0.0)))
 
 
-def _explicitness(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-                  test_factors: np.ndarray) -> tuple[float, float]:
+def _explicitness(
+    train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray, test_factors: np.ndarray
+) -> tuple[float, float]:
     """Mean over factors of the one-vs-rest ROC AUC of a logistic regression on standardised codes.
 
     The codes are standardised with the training points' mean and standard deviation (a constant
@@ -59,10 +65,12 @@ def _explicitness(train_codes: np.ndarray, train_factors: np.ndarray, test_codes
     train_scores, test_scores = [], []
     for factor in range(train_factors.shape[1]):
         classifier = LogisticRegression().fit(train_inputs, train_factors[:, factor])
-        train_scores.append(_mean_roc_auc(train_factors[:, factor], classifier.predict_proba(train_inputs),
-                                          classifier.classes_))
-        test_scores.append(_mean_roc_auc(test_factors[:, factor], classifier.predict_proba(test_inputs),
-                                         classifier.classes_))
+        train_scores.append(
+            _mean_roc_auc(train_factors[:, factor], classifier.predict_proba(train_inputs), classifier.classes_)
+        )
+        test_scores.append(
+            _mean_roc_auc(test_factors[:, factor], classifier.predict_proba(test_inputs), classifier.classes_)
+        )
     return float(np.mean(train_scores)), float(np.mean(test_scores))
 
 
@@ -79,8 +87,10 @@ def _mean_roc_auc(labels: np.ndarray, probabilities: np.ndarray, classes: np.nda
         if 0 < num_positive < len(labels):
             ranks = _average_ranks(probabilities[:, column])
             # Mann-Whitney: the chance a positive outscores a negative, ties counting one half.
-            aucs.append((ranks[positive].sum() - num_positive * (num_positive + 1) / 2)
-                        / (num_positive * (len(labels) - num_positive)))
+            aucs.append(
+                (ranks[positive].sum() - num_positive * (num_positive + 1) / 2)
+                / (num_positive * (len(labels) - num_positive))
+            )
     if not aucs:
         raise ValueError(f"labels take a single value among classes {classes.tolist()}; ROC AUC needs two")
     return float(np.mean(aucs))

@@ -22,8 +22,13 @@ from vision_models.metrics.codes import FactorCodes
 _MIN_VARIANCE = 1e-12
 
 
-def compute_sap(codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000, num_test: int = 5000,
-                continuous_factors: bool = False) -> dict[str, float]:
+def compute_sap(
+    codes: FactorCodes,
+    rng: np.random.Generator,
+    num_train: int = 10000,
+    num_test: int = 5000,
+    continuous_factors: bool = False,
+) -> dict[str, float]:
     """{"sap"} of the mean codes of ``num_train`` training and ``num_test`` test points drawn uniformly
     from the grid (the test points are drawn in either case, as the reference does, and are only used
     for discrete factors)."""
@@ -36,8 +41,13 @@ def compute_sap(codes: FactorCodes, rng: np.random.Generator, num_train: int = 1
     return {"sap": _sap(scores)}
 
 
-def _score_matrix(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-                  test_factors: np.ndarray, continuous_factors: bool) -> np.ndarray:
+def _score_matrix(
+    train_codes: np.ndarray,
+    train_factors: np.ndarray,
+    test_codes: np.ndarray,
+    test_factors: np.ndarray,
+    continuous_factors: bool,
+) -> np.ndarray:
     """How well each latent alone predicts each factor: (D, K)."""
     num_latents, num_factors = train_codes.shape[1], train_factors.shape[1]
     scores = np.zeros((num_latents, num_factors))
@@ -108,7 +118,11 @@ class LinearSVC1D:
         if num_classes == 2:
             positive, positive_cost, rest_cost = np.array([1]), self.C * class_weights[1:], self.C * class_weights[:1]
         else:
-            positive, positive_cost, rest_cost = np.arange(num_classes), self.C * class_weights, np.full(num_classes, self.C)
+            positive, positive_cost, rest_cost = (
+                np.arange(num_classes),
+                self.C * class_weights,
+                np.full(num_classes, self.C),
+            )
 
         order = np.argsort(x, kind="stable")
         sorted_x = x[order]
@@ -141,8 +155,14 @@ class _SquaredHingeProblems:
     minus the positives'); each group has its cost per problem (M,).
     """
 
-    def __init__(self, sorted_x: np.ndarray, all_moments: np.ndarray, positive_moments: np.ndarray,
-                 positive_cost: np.ndarray, rest_cost: np.ndarray):
+    def __init__(
+        self,
+        sorted_x: np.ndarray,
+        all_moments: np.ndarray,
+        positive_moments: np.ndarray,
+        positive_cost: np.ndarray,
+        rest_cost: np.ndarray,
+    ):
         self.sorted_x = sorted_x
         self.all_moments = all_moments
         self.positive_moments = positive_moments
@@ -179,14 +199,13 @@ class _SquaredHingeProblems:
     def _evaluate(self, theta: np.ndarray, value_only: bool = False):
         """Objective (M,), and unless ``value_only`` its gradient (M, 2) and generalised Hessian (M, 2, 2)."""
         w, b = theta[:, 0], theta[:, 1]
-        value = 0.5 * (w ** 2 + b ** 2)
+        value = 0.5 * (w**2 + b**2)
         gradient = theta.copy()
         hessian = np.broadcast_to(np.eye(2), (len(theta), 2, 2)).copy()
         for target, cost in self.costs.items():
             count, sum_x, sum_xx = (cost[:, None] * self._active_moments(target, w, b)).T
             # sum over the active samples of cost * (1 - t (w x + b))^2, expanded in the moments.
-            value += (count - 2 * target * (w * sum_x + b * count)
-                      + w ** 2 * sum_xx + 2 * w * b * sum_x + b ** 2 * count)
+            value += count - 2 * target * (w * sum_x + b * count) + w**2 * sum_xx + 2 * w * b * sum_x + b**2 * count
             if not value_only:
                 gradient[:, 0] += 2 * (w * sum_xx + b * sum_x - target * sum_x)
                 gradient[:, 1] += 2 * (w * sum_x + b * count - target * count)

@@ -24,10 +24,15 @@ import numpy as np
 CORRELATIONS = ("spearman", "lasso")
 
 
-def compute_udr(means: Sequence[np.ndarray], rng: np.random.Generator,
-                kl_per_dim: Sequence[np.ndarray] | None = None, num_samples: int = 1000,
-                correlation: str = "spearman", kl_threshold: float = 0.01,
-                names: Sequence[str] | None = None) -> dict[str, float]:
+def compute_udr(
+    means: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    kl_per_dim: Sequence[np.ndarray] | None = None,
+    num_samples: int = 1000,
+    correlation: str = "spearman",
+    kl_threshold: float = 0.01,
+    names: Sequence[str] | None = None,
+) -> dict[str, float]:
     """{"udr_<name>": score} for every model, from their mean codes of the SAME images.
 
     ``means``: one (N, D_i) array per model, row n the code of image n for every model.
@@ -41,8 +46,10 @@ def compute_udr(means: Sequence[np.ndarray], rng: np.random.Generator,
     means = [np.asarray(m, dtype=np.float64) for m in means]
     num_images = len(means[0])
     if any(m.ndim != 2 or len(m) != num_images for m in means):
-        raise ValueError(f"means have shapes {[m.shape for m in means]}; expected (N, D_i) arrays with the same N "
-                         "(the same images encoded by every model)")
+        raise ValueError(
+            f"means have shapes {[m.shape for m in means]}; expected (N, D_i) arrays with the same N "
+            "(the same images encoded by every model)"
+        )
     if num_images < 2:
         raise ValueError(f"means have {num_images} row(s); correlations need at least 2 images")
     if correlation not in CORRELATIONS:
@@ -54,8 +61,9 @@ def compute_udr(means: Sequence[np.ndarray], rng: np.random.Generator,
         informative = [np.ones(m.shape[1], dtype=bool) for m in means]
     else:
         if len(kl_per_dim) != len(means) or any(np.shape(kl) != (m.shape[1],) for kl, m in zip(kl_per_dim, means)):
-            raise ValueError(f"kl_per_dim must hold one (D_i,) array per model, matching means' shapes "
-                             f"{[m.shape for m in means]}")
+            raise ValueError(
+                f"kl_per_dim must hold one (D_i,) array per model, matching means' shapes {[m.shape for m in means]}"
+            )
         informative = [np.asarray(kl) > kl_threshold for kl in kl_per_dim]
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
@@ -70,7 +78,7 @@ def mean_kl_per_latent(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """Mean over images of KL(N(mean, exp(logvar)) || N(0, 1)) per latent: (N, D) -> (D,)."""
     mean = np.asarray(mean, dtype=np.float64)
     logvar = np.asarray(logvar, dtype=np.float64)
-    return np.mean(0.5 * (mean ** 2 + np.exp(logvar) - logvar - 1.0), axis=0)
+    return np.mean(0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0), axis=0)
 
 
 def _pairwise_udr(representations: Sequence[np.ndarray], correlation: str) -> np.ndarray:
@@ -126,6 +134,7 @@ def _spearman_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
     A constant latent has no defined correlation; it counts as unrelated (0).
     """
+
     def standardised_ranks(values: np.ndarray) -> np.ndarray:
         centred = _average_ranks(values)
         centred -= centred.mean(axis=0)
@@ -135,13 +144,15 @@ def _spearman_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.abs(standardised_ranks(first).T @ standardised_ranks(second))
 
 
-def _lasso_matrix(first: np.ndarray, second: np.ndarray, alpha: float = 0.1, max_iter: int = 1000,
-                  tol: float = 1e-10) -> np.ndarray:
+def _lasso_matrix(
+    first: np.ndarray, second: np.ndarray, alpha: float = 0.1, max_iter: int = 1000, tol: float = 1e-10
+) -> np.ndarray:
     """|Lasso coefficients| regressing each standardised latent of ``second`` on those of ``first``: (A, B).
 
     Minimises (1/2n)||Y - X W||^2 + alpha ||W||_1 per column of Y (scikit-learn's Lasso objective) by
     cyclic coordinate descent on the Gram matrix; with standardised data the intercept is 0.
     """
+
     def standardised(values: np.ndarray) -> np.ndarray:
         centred = values - values.mean(axis=0)
         scale = centred.std(axis=0)
