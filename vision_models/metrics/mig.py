@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import mutual_info_score
 
 from vision_models.beta_tcvae import gaussian_log_density
 from vision_models.metrics.codes import FactorCodes
@@ -51,19 +52,18 @@ def _histogram_discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
     return binned
 
 
-def _discrete_mutual_information(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Plug-in mutual information (nats) between every column of ``first`` (n, A) and of ``second`` (n, B): (A, B)."""
-    information = np.zeros((first.shape[1], second.shape[1]))
-    for i in range(first.shape[1]):
-        a_values, a = np.unique(first[:, i], return_inverse=True)
-        for j in range(second.shape[1]):
-            b_values, b = np.unique(second[:, j], return_inverse=True)
-            joint = np.bincount(a * len(b_values) + b, minlength=len(a_values) * len(b_values))
-            joint = joint.reshape(len(a_values), len(b_values)) / len(a)
-            outer = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
-            seen = joint > 0
-            information[i, j] = np.sum(joint[seen] * np.log(joint[seen] / outer[seen]))
-    return information
+def _discrete_mutual_information(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Plug-in mutual information (nats) between every column of ``codes`` (n, D) and of ``factors`` (n, K): (D, K).
+
+    disentanglement_lib's discrete_mutual_info: scikit-learn's mutual_info_score per pair.
+    """
+    information = [[mutual_info_score(factor, code) for factor in factors.T] for code in codes.T]
+    return np.array(information, dtype=np.float64).reshape(codes.shape[1], factors.shape[1])
+
+
+def _discrete_entropy(factors: np.ndarray) -> np.ndarray:
+    """Plug-in entropy (nats) of every column of ``factors`` (n, K): disentanglement_lib's discrete_entropy."""
+    return np.array([mutual_info_score(factor, factor) for factor in factors.T])
 
 
 def _mig(discrete_codes: np.ndarray, factors: np.ndarray) -> float:
@@ -71,7 +71,7 @@ def _mig(discrete_codes: np.ndarray, factors: np.ndarray) -> float:
     if discrete_codes.shape[1] < 2:
         raise ValueError(f"codes have {discrete_codes.shape[1]} latent; MIG needs at least 2 to take a gap")
     information = _discrete_mutual_information(discrete_codes, factors)  # (D, K)
-    entropies = np.diag(_discrete_mutual_information(factors, factors))
+    entropies = _discrete_entropy(factors)
     if np.any(entropies <= 0):
         raise ValueError(
             f"factors {np.flatnonzero(entropies <= 0).tolist()} take a single value in the sample; "
