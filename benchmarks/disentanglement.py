@@ -35,8 +35,12 @@ MODELS = {
     "beta_tcvae": ["vision_model.model.beta=6"],
     "factor_vae": ["vision_model.model.gamma=35"],
 }
-COMMON = ["env=dsprites", "vision_model.model.latent_dim=10", "vision_model.train.batch_size=64",
-          "vision_model.train.lr=1e-4"]
+COMMON = [
+    "env=dsprites",
+    "vision_model.model.latent_dim=10",
+    "vision_model.train.batch_size=64",
+    "vision_model.train.lr=1e-4",
+]
 COLUMNS = HEADLINE_SCORES  # (metric, score key, column title)
 
 
@@ -53,8 +57,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def stage(*args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "darla.stage", *args], cwd=REPO,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "darla.stage", *args], cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     if proc.returncode != 0:
         sys.exit(f"`python -m darla.stage {' '.join(args)}` failed with exit code {proc.returncode}")
 
@@ -64,9 +69,17 @@ def main() -> None:
     rows = []
     for model in args.models:
         name = f"dsprites_{model}_s{args.seed}_{args.steps}"
-        overrides = [f"vision_model={model}", *COMMON, *MODELS[model], f"vision_model.train.steps={args.steps}",
-                     f"seed={args.seed}", f"device={args.device}", f"runs_dir={args.runs_dir}", f"name={name}",
-                     *args.overrides]
+        overrides = [
+            f"vision_model={model}",
+            *COMMON,
+            *MODELS[model],
+            f"vision_model.train.steps={args.steps}",
+            f"seed={args.seed}",
+            f"device={args.device}",
+            f"runs_dir={args.runs_dir}",
+            f"name={name}",
+            *args.overrides,
+        ]
         see_dir = Path(args.runs_dir) / name / "see"
         start = time.perf_counter()
         if args.metrics_only:
@@ -103,8 +116,10 @@ def main() -> None:
         parts = ", ".join(f"{name} {s['seconds']:.1f}" for name, s in metrics["metrics"].items() if "seconds" in s)
         print(f"  {model}: {parts}")
     slowest = max(sum(s.get("seconds", 0.0) for s in m["metrics"].values()) for _, _, m, _ in rows)
-    print(f"goal: all metrics (encoding excluded) <= 60 s: {'MET' if slowest <= 60 else 'NOT MET'} "
-          f"(slowest model {slowest:.1f} s)")
+    print(
+        f"goal: all metrics (encoding excluded) <= 60 s: {'MET' if slowest <= 60 else 'NOT MET'} "
+        f"(slowest model {slowest:.1f} s)"
+    )
     print("published ranges (disentanglement_lib, 300k steps): FactorVAE score ~0.7-0.85, MIG ~0.1-0.35")
 
 

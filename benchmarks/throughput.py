@@ -16,8 +16,9 @@
 Torch threads are set as the pipeline sets them: the default for vision training (see), the
 config's policy_threads for the act measurements, 1 in each vector-env worker (make_vec_env caps
 them); --torch-threads N overrides this process's, to see what it would buy. The act
-measurements alternate in rounds and report medians, since a shared VM's speed drifts. Other load on the machine skews every figure (oversubscribed torch
-threads most of all), so the header prints the load average seen at the start.
+measurements alternate in rounds and report medians, since a shared VM's speed drifts. Other load
+on the machine skews every figure (oversubscribed torch threads most of all), so the header
+prints the load average seen at the start.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnv  # noqa: E402
 
-from darla.runs import build_agent  # noqa: E402
-from darla.policy_inputs import PolicyInput  # noqa: E402
 from darla.config import domains, resolve_device  # noqa: E402
 from darla.latent_env import LatentObservation  # noqa: E402
+from darla.policy_inputs import PolicyInput  # noqa: E402
+from darla.runs import build_agent  # noqa: E402
 from darla.see import build_model  # noqa: E402
-from darla.vec_env import collect_frames  # noqa: E402
-from darla.vec_env import make_vec_env  # noqa: E402
+from darla.vec_env import (
+    collect_frames,  # noqa: E402
+    make_vec_env,  # noqa: E402
+)
 from darla.vision_training import FrameBatches, train_vision  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -69,21 +72,42 @@ class Sizes:
     rounds: int  # alternating rounds of the four act measurements
 
 
-FULL = Sizes(collect_frames=5000, train_frames=2000, train_steps=210, train_warmup=10,
-             env_steps=6000, env_warmup=20, act_steps=10_000, rounds=3)
-QUICK = Sizes(collect_frames=200, train_frames=256, train_steps=15, train_warmup=5,
-              env_steps=400, env_warmup=5, act_steps=1, rounds=1)  # act: one rollout
+FULL = Sizes(
+    collect_frames=5000,
+    train_frames=2000,
+    train_steps=210,
+    train_warmup=10,
+    env_steps=6000,
+    env_warmup=20,
+    act_steps=10_000,
+    rounds=3,
+)
+QUICK = Sizes(
+    collect_frames=200,
+    train_frames=256,
+    train_steps=15,
+    train_warmup=5,
+    env_steps=400,
+    env_warmup=5,
+    act_steps=1,
+    rounds=1,
+)  # act: one rollout
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, figures not meaningful")
     parser.add_argument("--num-envs", type=int, default=None, help="vector-env workers (default: config num_envs)")
     parser.add_argument("--device", default=None, help="torch device: cpu, cuda, auto (default: config device)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch threads in this process (default: torch's own, as the pipeline runs)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads in this process (default: torch's own, as the pipeline runs)",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every composed config")
     return parser.parse_args()
 
@@ -145,9 +169,19 @@ def training_speed(cfg: DictConfig, frames: np.ndarray, sizes: Sizes, device: to
     clock = StepClock(model)
     train = cfg.vision_model.train
     with tempfile.TemporaryDirectory() as tmp:  # train_vision always writes a checkpoint
-        train_vision(model, FrameBatches(frames), steps=sizes.train_steps, batch_size=train.batch_size, lr=train.lr,
-                     checkpoint=Path(tmp) / "vision.safetensors", seed=cfg.seed, device=device,
-                     checkpoint_every=sizes.train_steps, log_every=sizes.train_steps, label=cfg.vision_model.name)
+        train_vision(
+            model,
+            FrameBatches(frames),
+            steps=sizes.train_steps,
+            batch_size=train.batch_size,
+            lr=train.lr,
+            checkpoint=Path(tmp) / "vision.safetensors",
+            seed=cfg.seed,
+            device=device,
+            checkpoint_every=sizes.train_steps,
+            log_every=sizes.train_steps,
+            label=cfg.vision_model.name,
+        )
     return clock.steps_per_second(sizes.train_warmup)
 
 
@@ -198,14 +232,20 @@ def print_header(cfg: DictConfig, sizes: Sizes, device: torch.device, quick: boo
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print("darla throughput benchmark" + (" (--quick: tiny sizes, figures not meaningful)" if quick else ""))
-    print(f"machine  {platform.machine()}, {cores} cores usable, load average {load:.2f} at start; "
-          f"python {platform.python_version()}")
-    print(f"torch    {torch.__version__}, {torch.get_num_threads()} threads in this process (1 per env worker); "
-          f"device {device}; stable-baselines3 {stable_baselines3.__version__}")
+    print(
+        f"machine  {platform.machine()}, {cores} cores usable, load average {load:.2f} at start; "
+        f"python {platform.python_version()}"
+    )
+    print(
+        f"torch    {torch.__version__}, {torch.get_num_threads()} threads in this process (1 per env worker); "
+        f"device {device}; stable-baselines3 {stable_baselines3.__version__}"
+    )
     print(f"config   env {cfg.env.name}, {cfg.num_envs} envs ({cfg.vec_env}), agent {cfg.agent.name}, seed {cfg.seed}")
-    print(f"sizes    collect {sizes.collect_frames} frames; train {sizes.train_steps} steps "
-          f"({sizes.train_warmup} untimed) on {sizes.train_frames} random frames; env {sizes.env_steps} steps; "
-          f"act >= {sizes.act_steps} steps")
+    print(
+        f"sizes    collect {sizes.collect_frames} frames; train {sizes.train_steps} steps "
+        f"({sizes.train_warmup} untimed) on {sizes.train_frames} random frames; env {sizes.env_steps} steps; "
+        f"act >= {sizes.act_steps} steps"
+    )
     if load > 0.5 * cores:
         print(f"WARNING  load average {load:.2f} on {cores} cores: something else is running, the figures are skewed")
     print()
@@ -241,8 +281,14 @@ def main() -> None:
     n_vision = len(see_cfg.env.vision)
     print(f"[1/3] collecting {sizes.collect_frames} frames from {n_vision} vision domains ...", flush=True)
     fps = collection_speed(see_cfg, sizes.collect_frames)
-    rows.append((f"see: collect_frames ({n_vision} vision domains)", f"{fps:,.0f}", "frames/s",
-                 f"{sizes.collect_frames} frames, worker start-up included"))
+    rows.append(
+        (
+            f"see: collect_frames ({n_vision} vision domains)",
+            f"{fps:,.0f}",
+            "frames/s",
+            f"{sizes.collect_frames} frames, worker start-up included",
+        )
+    )
 
     # 2. Vision training on random frames (the loss costs the same whatever the pixels are).
     c, h, w = see_cfg.vision_model.model.input_shape
@@ -259,8 +305,9 @@ def main() -> None:
     act_cfg = compose("act", overrides + [f"vision_model={ENCODER}"])
     source = domains(act_cfg, "source")
     agent = act_cfg.agent.algorithm
-    print(f"[3/3] starting {act_cfg.num_envs} {act_cfg.vec_env} workers over {len(source)} source domains ...",
-          flush=True)
+    print(
+        f"[3/3] starting {act_cfg.num_envs} {act_cfg.vec_env} workers over {len(source)} source domains ...", flush=True
+    )
     start = time.perf_counter()
     raw_env = make_vec_env(source, act_cfg.num_envs, act_cfg.vec_env, act_cfg.seed)
     build_every_domain(raw_env, [d.name for d in source])
@@ -277,8 +324,11 @@ def main() -> None:
     rates: dict[str, list[float]] = {"raw": [], "encoded": [], "act": [], "pixels": []}
     try:
         for r in range(sizes.rounds):
-            print(f"      round {r + 1}/{sizes.rounds}: a. raw env, b. + {ENCODER} encoder, "
-                  f"c. {agent} on latents, d. {agent} on pixels ...", flush=True)
+            print(
+                f"      round {r + 1}/{sizes.rounds}: a. raw env, b. + {ENCODER} encoder, "
+                f"c. {agent} on latents, d. {agent} on pixels ...",
+                flush=True,
+            )
             rates["raw"].append(random_steps_speed(raw_env, sizes.env_steps, sizes.env_warmup, act_cfg.seed))
             rates["encoded"].append(random_steps_speed(encoded_env, sizes.env_steps, sizes.env_warmup, act_cfg.seed))
             rates["act"].append(learning_speed(latent_agent, sizes.act_steps))
@@ -291,21 +341,39 @@ def main() -> None:
     spread = {k: f"rounds {', '.join(f'{x:,.0f}' for x in v)}" for k, v in rates.items()}
     env_note = f"{len(source)} source domains, {act_cfg.num_envs} {act_cfg.vec_env} workers"
     rows += [
-        ("act: (a) raw env, random actions", f"{median['raw']:,.0f}", "steps/s",
-         f"{env_note}; {startup_s:.1f}s to start them; {spread['raw']}"),
-        (f"act: (b) env + {ENCODER} encoder", f"{median['encoded']:,.0f}", "steps/s",
-         f"{ratio['encoded']:.2f} x raw; {spread['encoded']}"),
-        (f"act: (c) {agent} MlpPolicy on latents", f"{median['act']:,.0f}", "steps/s",
-         f"{ratio['act']:.2f} x raw; {spread['act']}"),
-        (f"act: (d) {agent} CnnPolicy on pixels", f"{median['pixels']:,.0f}", "steps/s",
-         f"{ratio['pixels']:.2f} x raw; {spread['pixels']}"),
+        (
+            "act: (a) raw env, random actions",
+            f"{median['raw']:,.0f}",
+            "steps/s",
+            f"{env_note}; {startup_s:.1f}s to start them; {spread['raw']}",
+        ),
+        (
+            f"act: (b) env + {ENCODER} encoder",
+            f"{median['encoded']:,.0f}",
+            "steps/s",
+            f"{ratio['encoded']:.2f} x raw; {spread['encoded']}",
+        ),
+        (
+            f"act: (c) {agent} MlpPolicy on latents",
+            f"{median['act']:,.0f}",
+            "steps/s",
+            f"{ratio['act']:.2f} x raw; {spread['act']}",
+        ),
+        (
+            f"act: (d) {agent} CnnPolicy on pixels",
+            f"{median['pixels']:,.0f}",
+            "steps/s",
+            f"{ratio['pixels']:.2f} x raw; {spread['pixels']}",
+        ),
     ]
     print()
     print_table(rows)
     print()
     met = ratio["act"] >= ACT_GOAL
-    print(f"goal: act (c) >= {ACT_GOAL:.1f} x raw env (a): {'MET' if met else 'NOT MET'} "
-          f"(median over {sizes.rounds} rounds of act/raw = {ratio['act']:.2f})")
+    print(
+        f"goal: act (c) >= {ACT_GOAL:.1f} x raw env (a): {'MET' if met else 'NOT MET'} "
+        f"(median over {sizes.rounds} rounds of act/raw = {ratio['act']:.2f})"
+    )
 
 
 if __name__ == "__main__":

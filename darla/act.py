@@ -28,9 +28,23 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.artifacts import (check_parent, find_parent, load_state, load_weights, read_npz, rng_state, run_dir,
-                             save_npz, save_state, save_weights, set_rng_state, versions, write_json, write_jsonl,
-                             write_manifest)
+from darla.artifacts import (
+    check_parent,
+    find_parent,
+    load_state,
+    load_weights,
+    read_npz,
+    rng_state,
+    run_dir,
+    save_npz,
+    save_state,
+    save_weights,
+    set_rng_state,
+    versions,
+    write_json,
+    write_jsonl,
+    write_manifest,
+)
 from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, run_episodes
@@ -77,8 +91,15 @@ class Training:
     weights, bit for bit on CPU, as one never interrupted.
     """
 
-    def __init__(self, out: Path, agent: BaseAlgorithm, eval_env: VecEnv, domain_names: list[str], episodes: int,
-                 deterministic: bool):
+    def __init__(
+        self,
+        out: Path,
+        agent: BaseAlgorithm,
+        eval_env: VecEnv,
+        domain_names: list[str],
+        episodes: int,
+        deterministic: bool,
+    ):
         self.out, self.agent, self.eval_env, self.domain_names = out, agent, eval_env, domain_names
         self.episodes, self.deterministic = episodes, deterministic
         self.history: list[dict] = []
@@ -90,18 +111,32 @@ class Training:
 
     def save_checkpoint(self) -> None:
         agent = self.agent
-        state = {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict(),
-                 "num_timesteps": agent.num_timesteps, "n_calls": getattr(agent, "_n_calls", 0),
-                 "n_updates": getattr(agent, "_n_updates", 0), "history": self.history, "best": self.best,
-                 # DQN's first action after a resume is drawn with the rate of the step before it.
-                 "exploration_rate": float(getattr(agent, "exploration_rate", 0.0)),
-                 "rng": {**rng_state(), "action_space": agent.action_space.np_random.bit_generator.state}}
+        state = {
+            "policy": agent.policy.state_dict(),
+            "optimizer": agent.policy.optimizer.state_dict(),
+            "num_timesteps": agent.num_timesteps,
+            "n_calls": getattr(agent, "_n_calls", 0),
+            "n_updates": getattr(agent, "_n_updates", 0),
+            "history": self.history,
+            "best": self.best,
+            # DQN's first action after a resume is drawn with the rate of the step before it.
+            "exploration_rate": float(getattr(agent, "exploration_rate", 0.0)),
+            "rng": {**rng_state(), "action_space": agent.action_space.np_random.bit_generator.state},
+        }
         if isinstance(agent, DQN):
             buffer = agent.replay_buffer
-            arrays = {k: getattr(buffer, k) for k in ("observations", "next_observations", "actions", "rewards",
-                                                      "dones", "timeouts") if getattr(buffer, k, None) is not None}
-            save_npz(self.out / "checkpoint" / "replay_buffer.npz", pos=buffer.pos, full=buffer.full,
-                     timesteps=agent.num_timesteps, **arrays)
+            arrays = {
+                k: getattr(buffer, k)
+                for k in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+                if getattr(buffer, k, None) is not None
+            }
+            save_npz(
+                self.out / "checkpoint" / "replay_buffer.npz",
+                pos=buffer.pos,
+                full=buffer.full,
+                timesteps=agent.num_timesteps,
+                **arrays,
+            )
         save_state(self.checkpoint, state)
 
     def restore(self) -> None:
@@ -124,8 +159,10 @@ class Training:
         if isinstance(agent, DQN):
             saved = read_npz(self.out / "checkpoint" / "replay_buffer.npz")
             if int(saved.pop("timesteps")) != agent.num_timesteps:
-                raise UserError(f"{self.out / 'checkpoint'}: the replay buffer and the agent's state are from different "
-                                f"steps (a kill between the two writes); delete the act run and start it again")
+                raise UserError(
+                    f"{self.out / 'checkpoint'}: the replay buffer and the agent's state are from different "
+                    f"steps (a kill between the two writes); delete the act run and start it again"
+                )
             agent.replay_buffer.pos, agent.replay_buffer.full = int(saved.pop("pos")), bool(saved.pop("full"))
             for key, array in saved.items():
                 getattr(agent.replay_buffer, key)[...] = array
@@ -145,8 +182,10 @@ class Training:
         source_mean = float(np.mean(list(means.values())))
         agent.logger.record("eval/source_mean_return", source_mean)
         agent.logger.dump(agent.num_timesteps)
-        log.info(f"{agent.num_timesteps} steps: source mean return {source_mean:.3f} "
-              + " ".join(f"{k}={v:.2f}" for k, v in means.items()))
+        log.info(
+            f"{agent.num_timesteps} steps: source mean return {source_mean:.3f} "
+            + " ".join(f"{k}={v:.2f}" for k, v in means.items())
+        )
         if source_mean > self.best["mean"]:
             self.best = {"timesteps": agent.num_timesteps, "mean": source_mean}
             save_weights(self.out / "policy.safetensors", agent.policy)
@@ -157,10 +196,15 @@ class Training:
         # best policy or the last good checkpoint.
         bad = [name for name, p in self.agent.policy.named_parameters() if not torch.isfinite(p).all()]
         if bad:
-            kept = (f"the last good checkpoint {self.checkpoint} is kept" if self.checkpoint.exists()
-                    else "no checkpoint had been written yet")
-            raise FloatingPointError(f"[act] policy parameters {bad[:3]} became non-finite by step "
-                                     f"{self.agent.num_timesteps}; stopped, {kept}")
+            kept = (
+                f"the last good checkpoint {self.checkpoint} is kept"
+                if self.checkpoint.exists()
+                else "no checkpoint had been written yet"
+            )
+            raise FloatingPointError(
+                f"[act] policy parameters {bad[:3]} became non-finite by step "
+                f"{self.agent.num_timesteps}; stopped, {kept}"
+            )
 
 
 def train(agent: BaseAlgorithm, training: Training, train_env: VecEnv, cfg: DictConfig) -> None:
@@ -176,8 +220,13 @@ def train(agent: BaseAlgorithm, training: Training, train_env: VecEnv, cfg: Dict
     while agent.num_timesteps < total:
         train_env.seed(cfg.seed + agent.num_timesteps)
         agent._last_obs = None  # learn() resets the envs (with the seeds just set) when it has no last observation
-        agent.learn(min(cfg.act.eval_every, total - agent.num_timesteps), callback=schedules,
-                    reset_num_timesteps=False, progress_bar=True, tb_log_name=cfg.agent.name)
+        agent.learn(
+            min(cfg.act.eval_every, total - agent.num_timesteps),
+            callback=schedules,
+            reset_num_timesteps=False,
+            progress_bar=True,
+            tb_log_name=cfg.agent.name,
+        )
         training.check_finite()
         training.evaluate()
         training.save_checkpoint()
@@ -195,10 +244,16 @@ def run(cfg: DictConfig) -> Path:
         # domains() has checked that the env's frames are env.observation_shape.
         check_env(view.see_dir, see_manifest, cfg)
         check_parent(view.see_dir, see_manifest, {"input_shape": list(cfg.env.observation_shape)})
-    settings = {"source_domains": domain_settings(source), "agent": plain(cfg.agent), "seed": cfg.seed,
-                "num_envs": cfg.num_envs, "vision_model": cfg.vision_model.name, "policy_input": view.kind,
-                "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},
-                "see_hash": see_manifest["content_hash"] if see_manifest else None}
+    settings = {
+        "source_domains": domain_settings(source),
+        "agent": plain(cfg.agent),
+        "seed": cfg.seed,
+        "num_envs": cfg.num_envs,
+        "vision_model": cfg.vision_model.name,
+        "policy_input": view.kind,
+        "act": {k: v for k, v in plain(cfg.act).items() if k != "see_run"},
+        "see_hash": see_manifest["content_hash"] if see_manifest else None,
+    }
     if start_run(out, settings, cfg):
         log.info(f"{out} is finished with these settings; nothing to do")
         return out
@@ -207,15 +262,17 @@ def run(cfg: DictConfig) -> Path:
         view.normalize()
     if cfg.act.resample_nuisance:
         view.resample_nuisance(cfg)
-        log.info(f"redrawing in training the latents the task probe finds no task quantity needs: "
-              f"{view.nuisance['latents']}")
+        log.info(
+            f"redrawing in training the latents the task probe finds no task quantity needs: {view.nuisance['latents']}"
+        )
     train_env = view.vec_env(source, cfg.num_envs, cfg.vec_env, cfg.seed, device, training=True)
     # Evaluation runs in this process, between segments, one source domain at a time.
     eval_env = view.vec_env(source, min(cfg.num_envs, cfg.act.eval_episodes), "dummy", None, device)
     try:
         agent = build_agent(cfg.agent, train_env, cfg.seed, device, view, tensorboard_log=out / "tensorboard")
-        training = Training(out, agent, eval_env, [d.name for d in source], cfg.act.eval_episodes,
-                            cfg.act.deterministic)
+        training = Training(
+            out, agent, eval_env, [d.name for d in source], cfg.act.eval_episodes, cfg.act.deterministic
+        )
         training.restore()
         train(agent, training, train_env, cfg)
     finally:
@@ -226,27 +283,30 @@ def run(cfg: DictConfig) -> Path:
         probe_policy_features(out, agent, view, cfg, device)
 
     best = training.best
-    write_manifest(out, {
-        "stage": "act",
-        "agent": plain(cfg.agent),
-        "vision_model": cfg.vision_model.name,
-        "policy": view.policy,
-        "policy_input": view.kind,
-        "frame_stack": view.frame_stack,
-        "latent_normalization": view.normalization,
-        "nuisance_latents": view.nuisance,
-        "see_dir": str(view.see_dir) if view.see_dir else None,
-        "see_hash": settings["see_hash"],
-        "observation_shape": list(train_env.observation_space.shape),
-        "action_space": space_record(train_env.action_space),
-        "env_id": cfg.env.id,
-        "env_name": cfg.env.name,
-        "source_domains": [d.name for d in source],
-        "timesteps": int(agent.num_timesteps),
-        "best": best,
-        "train_seconds": time.perf_counter() - t0,
-        "versions": versions(),
-    })
+    write_manifest(
+        out,
+        {
+            "stage": "act",
+            "agent": plain(cfg.agent),
+            "vision_model": cfg.vision_model.name,
+            "policy": view.policy,
+            "policy_input": view.kind,
+            "frame_stack": view.frame_stack,
+            "latent_normalization": view.normalization,
+            "nuisance_latents": view.nuisance,
+            "see_dir": str(view.see_dir) if view.see_dir else None,
+            "see_hash": settings["see_hash"],
+            "observation_shape": list(train_env.observation_space.shape),
+            "action_space": space_record(train_env.action_space),
+            "env_id": cfg.env.id,
+            "env_name": cfg.env.name,
+            "source_domains": [d.name for d in source],
+            "timesteps": int(agent.num_timesteps),
+            "best": best,
+            "train_seconds": time.perf_counter() - t0,
+            "versions": versions(),
+        },
+    )
     log.info(f"done: {out} (best source mean return {best['mean']:.3f} at {best['timesteps']} steps)")
     return out
 
@@ -260,22 +320,28 @@ def policy_features(agent: BaseAlgorithm, device: torch.device):
 
     @torch.no_grad()
     def represent(frames: np.ndarray) -> np.ndarray:
-        batches = (torch.as_tensor(frames[i:i + 256], device=device).permute(0, 3, 1, 2) for i in range(0, len(frames), 256))
+        batches = (
+            torch.as_tensor(frames[i : i + 256], device=device).permute(0, 3, 1, 2) for i in range(0, len(frames), 256)
+        )
         return np.concatenate([net.extract_features(obs, extractor).float().cpu().numpy() for obs in batches])
 
     return represent
 
 
-def probe_policy_features(out: Path, agent: BaseAlgorithm, view: PolicyInput, cfg: DictConfig,
-                          device: torch.device) -> None:
+def probe_policy_features(
+    out: Path, agent: BaseAlgorithm, view: PolicyInput, cfg: DictConfig, device: torch.device
+) -> None:
     """The task probe (darla/probe.py) of an encoder RL trained — the pixel agent's CNN, DARLA_FT's
     fine-tuned vision — on the best policy's features: act/metrics.json. A stacked policy reads
     several frames at once, which the probe's single frames cannot feed: skipped."""
     if view.frame_stack > 1:
         log.info(f"no task probe of the policy's features: it reads {view.frame_stack} stacked frames")
         return
-    probe = (TaskProbe.of_see_run(view.see_dir, view.see_manifest, cfg) if view.kind == "fine_tune"
-             else TaskProbe.of_own_frames(out, cfg))
+    probe = (
+        TaskProbe.of_see_run(view.see_dir, view.see_manifest, cfg)
+        if view.kind == "fine_tune"
+        else TaskProbe.of_own_frames(out, cfg)
+    )
     if probe is None:
         return
     load_weights(out / "policy.safetensors", agent.policy)  # the policy transfer plays: the best one

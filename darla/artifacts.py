@@ -48,7 +48,9 @@ def write_json(path: Path, data: Any) -> Path:
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     """One JSON object per line (raw per-episode and per-evaluation results)."""
-    return atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in records)))
+    return atomic_write(
+        path, lambda tmp: tmp.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in records))
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -67,9 +69,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def save_npz(path: Path, **arrays: np.ndarray) -> Path:
     """Arrays in an uncompressed .npz (read back with allow_pickle=False)."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
     return atomic_write(path, write)
 
 
@@ -84,8 +88,9 @@ def read_npz(path: Path, *keys: str) -> dict[str, np.ndarray]:
     except KeyError as err:
         raise UserError(f"{path} has no array {err}; it was not written by this stage") from None
     except Exception as err:  # BadZipFile, a truncated member, an object array
-        raise UserError(f"{path} is damaged or not an array file ({type(err).__name__}: {err}); delete it and run "
-                        f"the stage again") from None
+        raise UserError(
+            f"{path} is damaged or not an array file ({type(err).__name__}: {err}); delete it and run the stage again"
+        ) from None
 
 
 def read_json(path: Path) -> Any:
@@ -110,8 +115,9 @@ def _jsonable(obj: Any) -> Any:
 def save_state(path: Path, state: Mapping[str, Any]) -> Path:
     """Save a nested dict (model/optimiser state, counters) as one safetensors file.
 
-    Tensors are stored under keys joined with "/" (torch's own keys keep their dots); every other leaf (ints, floats, strings, lists of
-    them) goes to the file's JSON metadata, so optimiser states round-trip without pickle.
+    Tensors are stored under keys joined with "/" (torch's own keys keep their dots); every other leaf
+    (ints, floats, strings, lists of them) goes to the file's JSON metadata, so optimiser states
+    round-trip without pickle.
     """
     tensors: dict[str, torch.Tensor] = {}
     others: dict[str, Any] = {}
@@ -160,8 +166,11 @@ def rng_state() -> dict[str, Any]:
     """The global random generators of torch (CPU), numpy and Python, for a checkpoint."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-            "python": [version, list(internal), gauss]}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "python": [version, list(internal), gauss],
+    }
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
@@ -193,8 +202,9 @@ def load_weights(path: Path, module: torch.nn.Module) -> torch.nn.Module:
     except Exception as err:  # safetensors' own error types for unreadable files
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from None
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit {type(module).__name__}: missing {sorted(missing)}, "
-                         f"unexpected {sorted(unexpected)}")
+        raise ValueError(
+            f"{path} does not fit {type(module).__name__}: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
     return module
 
 
@@ -249,9 +259,11 @@ def read_manifest(run: Path, stage: str | None = None) -> dict:
         if not f.exists():
             raise UserError(f"{f} does not exist; the {manifest['stage']} run {run} is incomplete (run it again)")
     if content_hash(manifest, run) != manifest.get("content_hash"):
-        raise UserError(f"{', '.join(str(f) for f in [run / MANIFEST, *files])} do not match the content hash "
-                        f"recorded in the manifest; the run was changed after it finished (run the stage again, or "
-                        f"restore the files)")
+        raise UserError(
+            f"{', '.join(str(f) for f in [run / MANIFEST, *files])} do not match the content hash "
+            f"recorded in the manifest; the run was changed after it finished (run the stage again, or "
+            f"restore the files)"
+        )
     return manifest
 
 
@@ -267,8 +279,10 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[pkg] = "not installed"
     source = Path(__file__).resolve().parents[1]
-    git = lambda *args: subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True,  # noqa: E731
-                                       timeout=10)
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10)
+
     try:
         head = git("rev-parse", "--short", "HEAD")
         if head.returncode == 0:
@@ -290,8 +304,10 @@ def find_parent(ref: str, runs_dir: str | Path, stage: str) -> Path:
         if (c / MANIFEST).exists():
             return c
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"no finished {stage} run found for {ref!r} (looked for {MANIFEST} in {tried}); "
-                            f"run `python -m darla.stage {stage}` first or point to its directory")
+    raise FileNotFoundError(
+        f"no finished {stage} run found for {ref!r} (looked for {MANIFEST} in {tried}); "
+        f"run `python -m darla.stage {stage}` first or point to its directory"
+    )
 
 
 def check_parent(parent: Path, manifest: Mapping[str, Any], expect: Mapping[str, Any]) -> None:

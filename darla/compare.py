@@ -5,8 +5,8 @@ The jobs are one Hydra multirun of ``all`` (``python -m darla.stage all -m visio
 seed=0,1 ...``), so any Hydra launcher runs them: one after another here by default, or in
 parallel with ``hydra/launcher=local_pool`` (joblib, this machine), ``local`` (submitit),
 ``slurm`` or ``ray_cluster`` (configs/hydra/launcher/), given to compare as to any stage.
-Job ``(model, seed)`` writes to ``<runs_dir>/<compare.name>/<model>/seed<seed>/{see,act,transfer}``. A finished stage is never
-run again and an unfinished one resumes, so re-running an interrupted comparison continues it.
+Job ``(model, seed)`` writes to ``<runs_dir>/<compare.name>/<model>/seed<seed>/{see,act,transfer}``.
+A finished stage is never run again and an unfinished one resumes, so re-running an interrupted comparison continues it.
 Then darla/leaderboard.py gathers every finished run under ``<runs_dir>/<compare.name>/``.
 
 Every other override given to compare (env=..., experiment=..., act.total_timesteps=...,
@@ -41,10 +41,18 @@ def job_command(cfg: DictConfig, forwarded: list[str]) -> list[str]:
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     # Seeds outermost: Hydra runs the product with the last list varying fastest, so an unfinished
     # comparison holds every model at the first seeds rather than the first models at every seed.
-    command = [sys.executable, "-m", "darla.stage", "all", "--multirun",
-               f"seed={','.join(map(str, seeds))}", f"vision_model={','.join(models)}",
-               f"name={compare.name}/${{vision_model.name}}/seed${{seed}}",
-               f"runs_dir={cfg.runs_dir}", f"hydra.sweep.dir={Path(cfg.runs_dir) / compare.name / '.multirun' / stamp}"]
+    command = [
+        sys.executable,
+        "-m",
+        "darla.stage",
+        "all",
+        "--multirun",
+        f"seed={','.join(map(str, seeds))}",
+        f"vision_model={','.join(models)}",
+        f"name={compare.name}/${{vision_model.name}}/seed${{seed}}",
+        f"runs_dir={cfg.runs_dir}",
+        f"hydra.sweep.dir={Path(cfg.runs_dir) / compare.name / '.multirun' / stamp}",
+    ]
     return command + forwarded
 
 
@@ -59,8 +67,10 @@ def run(cfg: DictConfig, forwarded: list[str]) -> Path:
     log.info(f"leaderboard of {sum(r['seeds'] for r in rows)} runs: {root / 'leaderboard.md'}")
     log.info((root / "leaderboard.md").read_text())
     if jobs.returncode != 0:
-        raise SystemExit(f"[compare] some jobs failed (the sweep exited with {jobs.returncode}); the leaderboard holds "
-                         f"the finished runs. Run the same command again to retry the others.")
+        raise SystemExit(
+            f"[compare] some jobs failed (the sweep exited with {jobs.returncode}); the leaderboard holds "
+            f"the finished runs. Run the same command again to retry the others."
+        )
     return root
 
 
@@ -71,9 +81,14 @@ def main(cfg: DictConfig) -> None:
     # compare's own keys stay here; everything else the user said goes to the jobs, and the
     # launcher settings (Hydra's own overrides) to the sweep that runs them.
     overrides = HydraConfig.get().overrides
-    forwarded = [o for o in overrides.task
-                 if not o.lstrip("+~").startswith(("compare.", "runs_dir=", "name=", "seed=", "vision_model="))]
+    forwarded = [
+        o
+        for o in overrides.task
+        if not o.lstrip("+~").startswith(("compare.", "runs_dir=", "name=", "seed=", "vision_model="))
+    ]
     # Hydra's own: the launcher settings, and the search path where the user's configs (their env,
     # their vision model) live; the plug-in modules come with the environment (PYTHONPATH).
-    forwarded += [o for o in overrides.hydra if o.startswith(("hydra/launcher=", "hydra.launcher.", "hydra.searchpath="))]
+    forwarded += [
+        o for o in overrides.hydra if o.startswith(("hydra/launcher=", "hydra.launcher.", "hydra.searchpath="))
+    ]
     run(cfg, forwarded)

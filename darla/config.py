@@ -32,16 +32,25 @@ def prepare(cfg: DictConfig) -> None:
     trust.allow_config(cfg)
 
 
-def check_env(parent: Path, manifest: Mapping[str, Any], cfg: DictConfig, domain_key: str | None = None,
-              names: list[str] | None = None) -> None:
+def check_env(
+    parent: Path,
+    manifest: Mapping[str, Any],
+    cfg: DictConfig,
+    domain_key: str | None = None,
+    names: list[str] | None = None,
+) -> None:
     """Refuse a parent run made on another env than this stage's (env id), or on other domains."""
     have, want = manifest.get("env_id"), cfg.env.id
     if have != want:
-        raise UserError(f"parent {parent} was made on env {have!r} ({manifest.get('env_name', '?')}); this stage runs "
-                        f"env {want!r} ({cfg.env.name}): pass the env=... it was made with, or another parent")
+        raise UserError(
+            f"parent {parent} was made on env {have!r} ({manifest.get('env_name', '?')}); this stage runs "
+            f"env {want!r} ({cfg.env.name}): pass the env=... it was made with, or another parent"
+        )
     if domain_key is not None and list(manifest.get(domain_key) or []) != list(names or []):
-        raise UserError(f"parent {parent} has {domain_key} {manifest.get(domain_key)}; this stage has {names}: "
-                        f"pass the same env.{domain_key.split('_')[0]} it was made with, or another parent")
+        raise UserError(
+            f"parent {parent} has {domain_key} {manifest.get(domain_key)}; this stage has {names}: "
+            f"pass the same env.{domain_key.split('_')[0]} it was made with, or another parent"
+        )
 
 
 def domains(cfg: DictConfig, role: str) -> list[Domain]:
@@ -54,11 +63,19 @@ def domains(cfg: DictConfig, role: str) -> list[Domain]:
     if role not in cfg.env:
         raise ValueError(f"env config {cfg.env.get('name', '?')!r} has no {role!r} list of domains")
     if role != "vision" and not cfg.env[role]:
-        raise ValueError(f"env {cfg.env.get('name', '?')!r} has no {role} domains: it is a vision-only dataset, "
-                         f"on which only `see` and `diagnose` run")
+        raise ValueError(
+            f"env {cfg.env.get('name', '?')!r} has no {role} domains: it is a vision-only dataset, "
+            f"on which only `see` and `diagnose` run"
+        )
     table = OmegaConf.to_container(cfg.env.domains, resolve=True)
-    listed = domains_from_config(cfg.env.id, OmegaConf.to_container(cfg.env.kwargs, resolve=True), table,
-                                 list(cfg.env[role]), role, plain(cfg.env.get("wrappers")))
+    listed = domains_from_config(
+        cfg.env.id,
+        OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+        table,
+        list(cfg.env[role]),
+        role,
+        plain(cfg.env.get("wrappers")),
+    )
     if cfg.env.id is not None and listed:
         check_domain(listed[0], list(cfg.env.observation_shape), cfg.agent.algorithm)
         if role != "vision" and cfg.vision_model.get("policy_input") == "state":
@@ -68,8 +85,10 @@ def domains(cfg: DictConfig, role: str) -> list[Domain]:
 
 def domain_settings(ds: list[Domain]) -> dict[str, Any]:
     """What a stage's result depends on in its domains: env id, kwargs and shifts (when there are any)."""
-    return {d.name: {"env_id": d.env_id, **dict(d.kwargs), **({"wrappers": dict(d.wrappers)} if d.wrappers else {})}
-            for d in ds}
+    return {
+        d.name: {"env_id": d.env_id, **dict(d.kwargs), **({"wrappers": dict(d.wrappers)} if d.wrappers else {})}
+        for d in ds
+    }
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -124,8 +143,10 @@ def start_run(out: Path, settings: Mapping[str, Any], cfg: DictConfig) -> bool:
             return False
         changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
         if not overwrite:
-            raise UserError(f"{out} already holds a run with different settings ({', '.join(changed)} differ); "
-                             f"choose another name=... or pass overwrite=true to replace it")
+            raise UserError(
+                f"{out} already holds a run with different settings ({', '.join(changed)} differ); "
+                f"choose another name=... or pass overwrite=true to replace it"
+            )
         for child in out.iterdir():  # keep Hydra's log of this invocation
             if not child.name.endswith(".log"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()

@@ -29,8 +29,16 @@ def run(cfg: DictConfig) -> Path:
     dataset = make_factor_dataset(manifest.get("factor_dataset"), see_dir / MANIFEST)
     device = resolve_device(cfg.device)
     start = time.perf_counter()
-    diagnose(model, see_dir, image_groups(see_dir, manifest, dataset, cfg.seed), dataset, cfg.metrics, device,
-             cfg.seed, TaskProbe.of_see_run(see_dir, manifest, cfg))
+    diagnose(
+        model,
+        see_dir,
+        image_groups(see_dir, manifest, dataset, cfg.seed),
+        dataset,
+        cfg.metrics,
+        device,
+        cfg.seed,
+        TaskProbe.of_see_run(see_dir, manifest, cfg),
+    )
     log.info(f"wrote the diagnostics of {see_dir} in {time.perf_counter() - start:.1f}s")
     return see_dir
 

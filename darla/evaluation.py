@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from scipy import stats
 from stable_baselines3.common.vec_env import VecEnv
 
 Act = Callable[[np.ndarray], np.ndarray]
@@ -40,8 +42,9 @@ def run_episodes(venv: VecEnv, act: Act, first_seed: int, episodes: int, domain:
                 returns[active] += rewards[active]
                 lengths[active] += 1
                 for j in np.flatnonzero(dones & active):
-                    records.append({"seed": first_seed + start + int(j), "return": float(returns[j]),
-                                    "length": int(lengths[j])})
+                    records.append(
+                        {"seed": first_seed + start + int(j), "return": float(returns[j]), "length": int(lengths[j])}
+                    )
                     active[j] = False
     np.random.set_state(np_state)
     return sorted(records, key=lambda r: r["seed"])
@@ -69,17 +72,24 @@ def interquartile_mean(values: Sequence[float]) -> float:
     """Mean of the middle 50% of the values (25% trimmed from each end), as in rliable."""
     x = np.sort(np.asarray(values, dtype=float))
     cut = int(np.floor(0.25 * len(x)))
-    return float(x[cut:len(x) - cut].mean()) if len(x) else float("nan")
+    return float(x[cut : len(x) - cut].mean()) if len(x) else float("nan")
 
 
 def describe(returns: Sequence[float]) -> dict[str, float]:
     x = np.asarray(returns, dtype=float)
-    return {"episodes": int(len(x)), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-            "iqm": interquartile_mean(x), "min": float(x.min()), "max": float(x.max())}
+    return {
+        "episodes": int(len(x)),
+        "mean": float(x.mean()),
+        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "iqm": interquartile_mean(x),
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
 
 
-def stratified_bootstrap_ci(scores: np.ndarray, rng: np.random.Generator, statistic=None,
-                            resamples: int = 2000, confidence: float = 0.95) -> tuple[float, float]:
+def stratified_bootstrap_ci(
+    scores: np.ndarray, rng: np.random.Generator, statistic=None, resamples: int = 2000, confidence: float = 0.95
+) -> tuple[float, float]:
     """Percentile confidence interval of ``statistic`` over a (runs, tasks) score table.
 
     Each resample draws runs (seeds) with replacement separately within every task (column),
@@ -100,24 +110,10 @@ def stratified_bootstrap_ci(scores: np.ndarray, rng: np.random.Generator, statis
 
 
 def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's rank correlation: Pearson's on ranks, ties sharing their average rank (nan if constant)."""
+    """Spearman's rank correlation (scipy's spearmanr: ties share their average rank); nan if either is constant."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y must be 1-D and of one length; got shapes {x.shape} and {y.shape}")
-
-    def ranks(values: np.ndarray) -> np.ndarray:
-        order = np.argsort(values, kind="stable")
-        sorted_values = values[order]
-        result = np.empty(len(values))
-        start = 0
-        while start < len(values):  # runs of equal values share the mean of their positions
-            end = start
-            while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-                end += 1
-            result[order[start:end + 1]] = (start + end) / 2 + 1
-            start = end + 1
-        return result
-
-    rx, ry = ranks(x) - (len(x) + 1) / 2, ranks(y) - (len(y) + 1) / 2
-    denominator = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return float(stats.spearmanr(x, y).statistic)

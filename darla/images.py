@@ -26,8 +26,9 @@ def save_png(path: Path, image: np.ndarray, labels: Sequence[str] | None = None)
         canvas[:, margin:] = image
         band = image.shape[0] / len(labels)
         for i, text in enumerate(labels):
-            cv2.putText(canvas, text, (4, int(i * band + band / 2) + 4), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                canvas, text, (4, int(i * band + band / 2) + 4), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA
+            )
         image = canvas
     data = _encode(".png", image)
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))

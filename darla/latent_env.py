@@ -39,8 +39,14 @@ class LatentObservation(VecEnvWrapper):
 
     CLIP = 10.0
 
-    def __init__(self, venv: VecEnv, encoder: torch.nn.Module, device: torch.device | str = "cpu",
-                 normalization: dict | None = None, resample: tuple[list[int], np.ndarray] | None = None):
+    def __init__(
+        self,
+        venv: VecEnv,
+        encoder: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        normalization: dict | None = None,
+        resample: tuple[list[int], np.ndarray] | None = None,
+    ):
         self.encoder = encoder.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
         self.resample = resample if resample is not None and len(resample[0]) else None
@@ -73,7 +79,11 @@ class LatentObservation(VecEnvWrapper):
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
         terminal = [i for i, info in enumerate(infos) if "terminal_observation" in info]
-        batch = obs if not terminal else np.concatenate([obs, np.stack([infos[i]["terminal_observation"] for i in terminal])])
+        batch = (
+            obs
+            if not terminal
+            else np.concatenate([obs, np.stack([infos[i]["terminal_observation"] for i in terminal])])
+        )
         codes = self.encode(batch)
         for j, i in enumerate(terminal):
             infos[i]["terminal_observation"] = codes[len(obs) + j]
@@ -96,16 +106,20 @@ class StateObservation(gym.Wrapper):
         except AttributeError:
             space = None
         if not isinstance(space, spaces.Box):
-            raise ValueError(f"{type(inner.unwrapped).__name__} (through {inner}) reports no ground-truth state: the "
-                             f"oracle baseline needs a `state_space` Box attribute on the env or one of its wrappers, "
-                             f"and info['state'] on reset and step")
+            raise ValueError(
+                f"{type(inner.unwrapped).__name__} (through {inner}) reports no ground-truth state: the "
+                f"oracle baseline needs a `state_space` Box attribute on the env or one of its wrappers, "
+                f"and info['state'] on reset and step"
+            )
         self.observation_space = space
 
     def reset(self, **kwargs):
         _, info = self.env.reset(**kwargs)
         if "state" not in info:
-            raise ValueError(f"{type(self.env.unwrapped).__name__} declares a state_space but its reset info has no "
-                             f"'state' (keys: {sorted(info)}); the oracle needs info['state'] on reset and step")
+            raise ValueError(
+                f"{type(self.env.unwrapped).__name__} declares a state_space but its reset info has no "
+                f"'state' (keys: {sorted(info)}); the oracle needs info['state'] on reset and step"
+            )
         return info["state"], info
 
     def step(self, action):

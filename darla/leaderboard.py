@@ -36,11 +36,11 @@ from darla.evaluation import interquartile_mean, rank_correlation, stratified_bo
 from darla.images import save_png
 from darla.sanity import episode_flags, interval_flags, seed_flags
 from vision_models.metrics import HEADLINE_SCORES
+from vision_models.plots import curves_plot, interval_plot, scatter_plot
 
 # The task probe's summary numbers (darla/probe.py): key in metrics.json's task_probe, short title.
 PROBE_SCORES = (("heldout", "Task probe"), ("targets", "Task probe (targets)"))
 SCORE_TITLES = (*(title for _, _, title in HEADLINE_SCORES), *(title for _, title in PROBE_SCORES))
-from vision_models.plots import curves_plot, interval_plot, scatter_plot
 
 BOOTSTRAP_SEED = 0  # fixed, so re-making a leaderboard gives the same intervals
 
@@ -93,18 +93,37 @@ def read_run(path: Path) -> RunResult:
         if report_path.exists():
             report = read_json(report_path)
             scores, probe = report.get("metrics", {}), report.get("task_probe", {})
-            metrics.update({title: float(scores[metric][key]) for metric, key, title in HEADLINE_SCORES
-                            if metric in scores and key in scores[metric]})
+            metrics.update(
+                {
+                    title: float(scores[metric][key])
+                    for metric, key, title in HEADLINE_SCORES
+                    if metric in scores and key in scores[metric]
+                }
+            )
             metrics.update({title: float(probe[key]) for key, title in PROBE_SCORES if probe.get(key) is not None})
     settings = read_json(path / "transfer" / "config.json")["domains"]
-    random_returns = {d: float(np.mean([e["return"] for e in randoms if e["domain"] == d]))
-                      for d in dict.fromkeys(e["domain"] for e in randoms)}
+    random_returns = {
+        d: float(np.mean([e["return"] for e in randoms if e["domain"] == d]))
+        for d in dict.fromkeys(e["domain"] for e in randoms)
+    }
     flags = episode_flags(played)
     if see_dir and (Path(see_dir) / "latents.json").exists():
         flags.update(read_json(Path(see_dir) / "latents.json").get("flags", {}))
     label = manifest.get("label") or manifest["vision_model"]  # the row: a vision model, or an ablation's variant
-    return RunResult(path, label, seed, returns, roles, groups, metrics, curves, settings,
-                     random_returns, flags, manifest.get("versions", {}).get("darla_commit", ""))
+    return RunResult(
+        path,
+        label,
+        seed,
+        returns,
+        roles,
+        groups,
+        metrics,
+        curves,
+        settings,
+        random_returns,
+        flags,
+        manifest.get("versions", {}).get("darla_commit", ""),
+    )
 
 
 def graded_shifts(roles: dict[str, str], settings: dict[str, dict]) -> dict[str, list[tuple[float, str]]]:
@@ -119,14 +138,19 @@ def graded_shifts(roles: dict[str, str], settings: dict[str, dict]) -> dict[str,
         wrappers = entry.get("wrappers") or {}
         if roles.get(name) != "target" or len(wrappers) != 1:
             continue
-        (shift, arguments), = wrappers.items()
+        ((shift, arguments),) = wrappers.items()
         arguments = dict(arguments or {})
         if "intensity" not in arguments:
             continue
         intensity = float(arguments.pop("intensity"))
         kwargs = {k: v for k, v in entry.items() if k not in ("env_id", "wrappers")}
-        label = ", ".join([shift, *(f"{k}={v}" for k, v in sorted(arguments.items())),
-                           *(f"{k}={v}" for k, v in sorted(kwargs.items()))])
+        label = ", ".join(
+            [
+                shift,
+                *(f"{k}={v}" for k, v in sorted(arguments.items())),
+                *(f"{k}={v}" for k, v in sorted(kwargs.items())),
+            ]
+        )
         series.setdefault(label, []).append((intensity, name))
     return {label: sorted(points) for label, points in series.items() if len(points) > 1}
 
@@ -152,8 +176,13 @@ def _interval(table: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
     """IQM, its stratified-bootstrap 95% interval, and mean ± std over seeds of a (seeds, domains) table."""
     per_seed = table.mean(axis=1)
     low, high = stratified_bootstrap_ci(table, rng)
-    return {"iqm": interquartile_mean(table.ravel()), "ci_low": low, "ci_high": high, "mean": float(per_seed.mean()),
-            "std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0}
+    return {
+        "iqm": interquartile_mean(table.ravel()),
+        "ci_low": low,
+        "ci_high": high,
+        "mean": float(per_seed.mean()),
+        "std": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+    }
 
 
 def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
@@ -161,8 +190,11 @@ def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
     first = runs[0]
     row: dict = {"vision_model": first.vision_model, "seeds": len(runs)}
     groups = list(dict.fromkeys(g for r in runs for g in r.groups.values()))
-    for column, (role, group) in {"source": ("source", None), "target": ("target", None),
-                                  **{g: ("target", g) for g in groups}}.items():
+    for column, (role, group) in {
+        "source": ("source", None),
+        "target": ("target", None),
+        **{g: ("target", g) for g in groups},
+    }.items():
         names = [d for d, r in first.roles.items() if r == role and (group is None or first.groups.get(d) == group)]
         if names:
             row[column] = _interval(np.array([[run.domain_returns[d] for d in names] for run in runs]), rng)
@@ -210,27 +242,42 @@ def _check_same_domains(runs: list[RunResult]) -> None:
     reference = runs[0]
     for run in runs[1:]:
         if run.roles != reference.roles:
-            raise ValueError(f"{run.path} was evaluated on other domains than {reference.path}; "
-                             f"a comparison needs every run evaluated on the same source and target domains")
+            raise ValueError(
+                f"{run.path} was evaluated on other domains than {reference.path}; "
+                f"a comparison needs every run evaluated on the same source and target domains"
+            )
 
 
 def _cell(entry: dict | None) -> str:
     if entry is None:
         return "–"
-    return f"{entry['iqm']:.2f} [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}] ({entry['mean']:.2f} ± {entry['std']:.2f})"
+    return (
+        f"{entry['iqm']:.2f} [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}] ({entry['mean']:.2f} ± {entry['std']:.2f})"
+    )
 
 
 def markdown_table(rows: list[dict]) -> str:
-    columns = ["source", "target", *[k for k in rows[0] if k not in ("vision_model", "seeds", "source", "target",
-                                                                      "transfer_ratio", "metrics", "flags")],
-               "transfer_ratio"]
+    columns = [
+        "source",
+        "target",
+        *[
+            k
+            for k in rows[0]
+            if k not in ("vision_model", "seeds", "source", "target", "transfer_ratio", "metrics", "flags")
+        ],
+        "transfer_ratio",
+    ]
     titles = list(dict.fromkeys(t for row in rows for t in row["metrics"]))
     header = ["vision model", "seeds", *[c.replace("_", " ") for c in columns], *titles, "flags"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [row["vision_model"], str(row["seeds"]), *[_cell(row.get(c)) for c in columns],
-                 *[f"{row['metrics'][t]:.3f}" if t in row["metrics"] else "–" for t in titles],
-                 ", ".join(row["flags"]) or "–"]
+        cells = [
+            row["vision_model"],
+            str(row["seeds"]),
+            *[_cell(row.get(c)) for c in columns],
+            *[f"{row['metrics'][t]:.3f}" if t in row["metrics"] else "–" for t in titles],
+            ", ".join(row["flags"]) or "–",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -261,9 +308,19 @@ def runs_csv_text(runs: list[RunResult]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["vision_model", "seed", "source", "target", "transfer_ratio", *domains, *titles, "commit", "path"])
     for r in runs:
-        writer.writerow([r.vision_model, r.seed, r.mean_return("source"), r.mean_return("target"), r.transfer_ratio,
-                         *[r.domain_returns[d] for d in domains], *[r.metrics.get(t, "") for t in titles], r.commit,
-                         r.path])
+        writer.writerow(
+            [
+                r.vision_model,
+                r.seed,
+                r.mean_return("source"),
+                r.mean_return("target"),
+                r.transfer_ratio,
+                *[r.domain_returns[d] for d in domains],
+                *[r.metrics.get(t, "") for t in titles],
+                r.commit,
+                r.path,
+            ]
+        )
     return out.getvalue()
 
 
@@ -277,28 +334,40 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
     root = Path(root)
     runs = find_runs(root)
     _check_same_domains(runs)
-    models = list(dict.fromkeys([*(m for m in order or [] if any(r.vision_model == m for r in runs)),
-                                 *(r.vision_model for r in runs)]))
+    models = list(
+        dict.fromkeys(
+            [*(m for m in order or [] if any(r.vision_model == m for r in runs)), *(r.vision_model for r in runs)]
+        )
+    )
     by_model = {m: [r for r in runs if r.vision_model == m] for m in models}
     rows = [summarize_model(by_model[m], bootstrap_rng(m)) for m in models]
 
     reference = random_row(runs)
     seeds_note = ", ".join(f"{m}: seeds {[r.seed for r in by_model[m]]}" for m in models)
-    warnings = "".join(f"- {row['vision_model']}, **{flag}**: {why}\n" for row in rows for flag, why in row["flags"].items())
-    random_note = (f"The random policy (uniform actions on the same episodes, {reference['seeds']} runs): source "
-                   f"{_cell(reference.get('source'))}, target {_cell(reference.get('target'))}.\n" if reference else
-                   "The random policy did not play in these runs (transfer.random_policy=false): no reference.\n")
-    text = (f"# Leaderboard: {root.name}\n\n"
-            "Each cell: interquartile mean over seeds × domains [stratified-bootstrap 95% interval] "
-            "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
-            "Metrics: mean over seeds of the vision stage's scores.\n\n"
-            f"{markdown_table(rows)}\n\n{random_note}\nRuns: {seeds_note}.\n"
-            + (f"\nWarnings (darla/sanity.py):\n{warnings}" if warnings else ""))
+    warnings = "".join(
+        f"- {row['vision_model']}, **{flag}**: {why}\n" for row in rows for flag, why in row["flags"].items()
+    )
+    random_note = (
+        f"The random policy (uniform actions on the same episodes, {reference['seeds']} runs): source "
+        f"{_cell(reference.get('source'))}, target {_cell(reference.get('target'))}.\n"
+        if reference
+        else "The random policy did not play in these runs (transfer.random_policy=false): no reference.\n"
+    )
+    text = (
+        f"# Leaderboard: {root.name}\n\n"
+        "Each cell: interquartile mean over seeds × domains [stratified-bootstrap 95% interval] "
+        "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
+        "Metrics: mean over seeds of the vision stage's scores.\n\n"
+        f"{markdown_table(rows)}\n\n{random_note}\nRuns: {seeds_note}.\n"
+        + (f"\nWarnings (darla/sanity.py):\n{warnings}" if warnings else "")
+    )
     unfinished = unfinished_runs(root)
     if unfinished:
         text += f"\nUnfinished, left out ({len(unfinished)}): {', '.join(unfinished)}.\n"
     atomic_write(root / "leaderboard.md", lambda tmp: tmp.write_text(text))
-    atomic_write(root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows + ([reference] if reference else []))))
+    atomic_write(
+        root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows + ([reference] if reference else [])))
+    )
     atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))
     _plot(root, runs, by_model)
     return rows
@@ -312,25 +381,39 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
         rng = bootstrap_rng(model)
         for d in domains:
             values = np.array([[r.domain_returns[d]] for r in model_runs])
-            per_domain[model].append((interquartile_mean(values.ravel()), *stratified_bootstrap_ci(values, rng, resamples=500)))
+            per_domain[model].append(
+                (interquartile_mean(values.ravel()), *stratified_bootstrap_ci(values, rng, resamples=500))
+            )
     played = random_played(runs)
     if played:
         rng = bootstrap_rng("random policy")
         values = {d: np.array([[r.random_returns[d]] for r in played]) for d in domains}
-        per_domain["random policy"] = [(interquartile_mean(values[d].ravel()),
-                                        *stratified_bootstrap_ci(values[d], rng, resamples=500)) for d in domains]
+        per_domain["random policy"] = [
+            (interquartile_mean(values[d].ravel()), *stratified_bootstrap_ci(values[d], rng, resamples=500))
+            for d in domains
+        ]
     source_count = sum(role == "source" for role in runs[0].roles.values())
-    save_png(root / "returns_per_domain.png",
-             interval_plot(domains, per_domain, title="Return per domain: IQM over seeds, 95% bootstrap interval",
-                           ylabel="episode return", divider=source_count))
+    save_png(
+        root / "returns_per_domain.png",
+        interval_plot(
+            domains,
+            per_domain,
+            title="Return per domain: IQM over seeds, 95% bootstrap interval",
+            ylabel="episode return",
+            divider=source_count,
+        ),
+    )
 
     # DARLA's headline figure: does a more disentangled vision transfer better? One panel per
     # score and outcome, one dot per run, Spearman's rho over all runs that have the score; the task
     # probe also against source return (does the probe predict what RL will learn?). The rhos go to
     # correlations.json.
     titles = [t for t in SCORE_TITLES if any(t in r.metrics for r in runs)]
-    outcomes = {"source return": lambda r: r.mean_return("source"), "target return": lambda r: r.mean_return("target"),
-                "transfer ratio": lambda r: r.transfer_ratio}
+    outcomes = {
+        "source return": lambda r: r.mean_return("source"),
+        "target return": lambda r: r.mean_return("target"),
+        "transfer ratio": lambda r: r.transfer_ratio,
+    }
     panels, correlations = [], {}
     for outcome, value in outcomes.items():
         for title in titles:
@@ -342,12 +425,23 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
             correlations.setdefault(title, {})[outcome] = {"spearman_rho": rho, "n": len(scored)}
             if outcome == "source return" and title not in dict(PROBE_SCORES).values():
                 continue
-            panels.append({"x": xs, "y": ys, "series": [r.vision_model for r in scored], "xlabel": title,
-                           "ylabel": outcome, "title": f"{title}: rho = {rho:.2f} (n={len(scored)})"})
+            panels.append(
+                {
+                    "x": xs,
+                    "y": ys,
+                    "series": [r.vision_model for r in scored],
+                    "xlabel": title,
+                    "ylabel": outcome,
+                    "title": f"{title}: rho = {rho:.2f} (n={len(scored)})",
+                }
+            )
     if panels:
-        save_png(root / "disentanglement_vs_transfer.png",
-                 scatter_plot(panels, title="Disentanglement and task probe of the vision against transfer "
-                                            "(one dot per run)"))
+        save_png(
+            root / "disentanglement_vs_transfer.png",
+            scatter_plot(
+                panels, title="Disentanglement and task probe of the vision against transfer (one dot per run)"
+            ),
+        )
         write_json(root / "correlations.json", correlations)
 
     # Transfer against shift size, for targets graded by one shift's intensity.
@@ -356,14 +450,25 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
         series = {model: [r.domain_returns for r in model_runs] for model, model_runs in by_model.items()}
         if played:
             series["random policy"] = [r.random_returns for r in played]
-        panels = {label: {model: (np.array([i for i, _ in points]),
-                                  np.array([interquartile_mean([returns[d] for returns in model_returns])
-                                            for _, d in points]))
-                          for model, model_returns in series.items()}
-                  for label, points in shifts.items()}
-        save_png(root / "transfer_vs_shift.png",
-                 curves_plot(panels, title="Return against shift intensity (IQM over seeds)",
-                             xlabel="shift intensity", ylabel="return"))
+        panels = {
+            label: {
+                model: (
+                    np.array([i for i, _ in points]),
+                    np.array([interquartile_mean([returns[d] for returns in model_returns]) for _, d in points]),
+                )
+                for model, model_returns in series.items()
+            }
+            for label, points in shifts.items()
+        }
+        save_png(
+            root / "transfer_vs_shift.png",
+            curves_plot(
+                panels,
+                title="Return against shift intensity (IQM over seeds)",
+                xlabel="shift intensity",
+                ylabel="return",
+            ),
+        )
 
     curves = {}
     for d in [d for d, role in runs[0].roles.items() if role == "source"]:
@@ -378,16 +483,24 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
                 steps = sorted(points)
                 curves[d][model] = (np.array(steps, float), np.array([np.mean(points[s]) for s in steps]))
     if any(curves.values()):
-        save_png(root / "training_curves.png",
-                 curves_plot(curves, title="Training: mean evaluation return per source domain (mean over seeds)",
-                             xlabel="env steps", ylabel="return"))
+        save_png(
+            root / "training_curves.png",
+            curves_plot(
+                curves,
+                title="Training: mean evaluation return per source domain (mean over seeds)",
+                xlabel="env steps",
+                ylabel="return",
+            ),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m darla.stage leaderboard <comparison dir>``: re-make the leaderboard from the raw files."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0].startswith("-"):
-        raise SystemExit("usage: python -m darla.stage leaderboard <comparison directory, e.g. runs/compare_collect_good_objects>")
+        raise SystemExit(
+            "usage: python -m darla.stage leaderboard <comparison directory, e.g. runs/compare_collect_good_objects>"
+        )
     try:
         build_leaderboard(Path(argv[0]))
     except (FileNotFoundError, ValueError) as err:

@@ -40,11 +40,15 @@ def policy_input_kind(vision_model_cfg: DictConfig) -> str:
     """The policy input a vision model's YAML asks for (``policy_input``, default ``latents``)."""
     kind = vision_model_cfg.get("policy_input", "latents")
     if kind not in KINDS:
-        raise ValueError(f"vision_model.policy_input={kind!r} (vision_model={vision_model_cfg.name}) is not known; "
-                         f"expected one of {list(KINDS)}")
+        raise ValueError(
+            f"vision_model.policy_input={kind!r} (vision_model={vision_model_cfg.name}) is not known; "
+            f"expected one of {list(KINDS)}"
+        )
     if kind in ("latents", "fine_tune") and vision_model_cfg.model is None:
-        raise ValueError(f"vision_model={vision_model_cfg.name} has policy_input={kind} but no model to see with; "
-                         f"set vision_model.model, or policy_input to pixels or state")
+        raise ValueError(
+            f"vision_model={vision_model_cfg.name} has policy_input={kind} but no model to see with; "
+            f"set vision_model.model, or policy_input to pixels or state"
+        )
     return kind
 
 
@@ -96,24 +100,29 @@ class PolicyInput:
         view = cls.load(manifest["policy_input"], see_dir, int(manifest.get("frame_stack", 1)))
         view.check_normalization(manifest.get("latent_normalization"), act_dir / MANIFEST)
         if view.see_manifest is not None and view.see_manifest["content_hash"] != manifest["see_hash"]:
-            raise UserError(f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
-                            f"but {see_dir} now holds {view.see_manifest['content_hash']}")
+            raise UserError(
+                f"the policy in {act_dir} was trained on the encoder with hash {manifest['see_hash']}, "
+                f"but {see_dir} now holds {view.see_manifest['content_hash']}"
+            )
         return view
 
     def exploration_codes(self, setting: str, max_frames: int = 5000) -> np.ndarray:
         """The latents of the see run's exploration frames (at most ``max_frames``, evenly spaced)."""
         frames_path = self.see_dir / "frames.npz" if self.see_dir else None
         if self.kind != "latents" or not frames_path.exists():
-            raise UserError(f"{setting}=true needs a frozen vision's latents and its see run's exploration frames "
-                            f"({frames_path}); this policy reads {self.kind}")
+            raise UserError(
+                f"{setting}=true needs a frozen vision's latents and its see run's exploration frames "
+                f"({frames_path}); this policy reads {self.kind}"
+            )
         frames = read_npz(frames_path, "frames")["frames"]
         frames = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)]
         return self.represent(frames)
 
     def represent(self, frames: np.ndarray) -> np.ndarray:
         """The frozen vision's latents of uint8 frames, as the policy reads them before normalisation."""
-        return np.concatenate([LatentObservation.encode_with(self.encoder, frames[i:i + 512])
-                               for i in range(0, len(frames), 512)])
+        return np.concatenate(
+            [LatentObservation.encode_with(self.encoder, frames[i : i + 512]) for i in range(0, len(frames), 512)]
+        )
 
     def normalize(self) -> None:
         """Standardise the latents the policy reads by their mean and std over the see run's
@@ -134,13 +143,23 @@ class PolicyInput:
         """Take a normalization read back from an act manifest, after checking that it is one."""
         if record is None:
             return
-        ok = (isinstance(record, dict) and set(record) == {"mean", "std"} and self.encoder is not None
-              and all(isinstance(record[k], list) and len(record[k]) == self.encoder.latent_dim
-                      and all(isinstance(v, (int, float)) and np.isfinite(v) for v in record[k]) for k in record)
-              and all(v > 0 for v in record["std"]))
+        ok = (
+            isinstance(record, dict)
+            and set(record) == {"mean", "std"}
+            and self.encoder is not None
+            and all(
+                isinstance(record[k], list)
+                and len(record[k]) == self.encoder.latent_dim
+                and all(isinstance(v, (int, float)) and np.isfinite(v) for v in record[k])
+                for k in record
+            )
+            and all(v > 0 for v in record["std"])
+        )
         if not ok:
-            raise UserError(f"{source}: latent_normalization must be {{mean, std}}, each a list of "
-                            f"{getattr(self.encoder, 'latent_dim', '?')} finite numbers (std > 0)")
+            raise UserError(
+                f"{source}: latent_normalization must be {{mean, std}}, each a list of "
+                f"{getattr(self.encoder, 'latent_dim', '?')} finite numbers (std > 0)"
+            )
         self.normalization = record
 
     @property
@@ -150,17 +169,37 @@ class PolicyInput:
 
     def policy_kwargs(self) -> dict[str, Any]:
         if self.kind == "fine_tune":
-            return {"features_extractor_class": FineTunedEncoder,
-                    "features_extractor_kwargs": {"see_dir": str(self.see_dir)}}
+            return {
+                "features_extractor_class": FineTunedEncoder,
+                "features_extractor_kwargs": {"see_dir": str(self.see_dir)},
+            }
         return {}
 
-    def vec_env(self, domains: Sequence[Domain], num_envs: int, kind: str, seed: int | None,
-                device: torch.device, training: bool = False) -> VecEnv:
+    def vec_env(
+        self,
+        domains: Sequence[Domain],
+        num_envs: int,
+        kind: str,
+        seed: int | None,
+        device: torch.device,
+        training: bool = False,
+    ) -> VecEnv:
         """The policy's env over ``domains``; with ``training``, nuisance latents are redrawn."""
         encoder = self.encoder if self.kind == "latents" else None
         resample = (self.nuisance["latents"], self.pool) if training and self.nuisance else None
-        return self.stack(make_vec_env(domains, num_envs, kind, seed, encoder, device, state=self.kind == "state",
-                                       normalization=self.normalization, resample=resample))
+        return self.stack(
+            make_vec_env(
+                domains,
+                num_envs,
+                kind,
+                seed,
+                encoder,
+                device,
+                state=self.kind == "state",
+                normalization=self.normalization,
+                resample=resample,
+            )
+        )
 
     def observe(self, venv: VecEnv, device: torch.device) -> VecEnv:
         """The policy's view of a vector env of frames (latents if it reads them, then the stack)."""

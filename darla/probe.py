@@ -63,9 +63,14 @@ class TaskProbe:
     def scores(self, represent: Callable[[np.ndarray], np.ndarray]) -> dict:
         """Probe the representation ``represent`` (uint8 frames -> codes (N, D)) on every split
         (a split without frames, e.g. no held-out episode in a short run, scores None)."""
-        result = probe_scores(represent(self.train_frames), self.train,
-                              {split: (represent(frames), quantities) for split, (frames, quantities) in self.tests.items()},
-                              seed=self.seed, num_train=self.num_train, hidden=self.hidden)
+        result = probe_scores(
+            represent(self.train_frames),
+            self.train,
+            {split: (represent(frames), quantities) for split, (frames, quantities) in self.tests.items()},
+            seed=self.seed,
+            num_train=self.num_train,
+            hidden=self.hidden,
+        )
 
         def mean(splits):
             values = [result["summary"].get(s) for s in splits]
@@ -79,8 +84,9 @@ class TaskProbe:
         return result
 
     @classmethod
-    def of_frames(cls, data: dict[str, np.ndarray], played: dict[str, np.ndarray] | None,
-                  cfg: DictConfig) -> TaskProbe | None:
+    def of_frames(
+        cls, data: dict[str, np.ndarray], played: dict[str, np.ndarray] | None, cfg: DictConfig
+    ) -> TaskProbe | None:
         """The probe over exploration frames ``data`` (frames, state, episode) and, if given, the
         target frames ``played`` (names, frames, domain, state) (see target_frames)."""
         settings = cfg.probe
@@ -91,12 +97,22 @@ class TaskProbe:
             where = played["domain"] == i
             tests[str(name)] = (played["frames"][where], quantities(played["state"][where]))
         tests = {split: test for split, test in tests.items() if len(test[0])}  # a split without frames scores None
-        groups = {g: [d for d in names if d in tests] for g, names in plain(cfg.env.get("target_groups") or {}).items()
-                  if any(d in tests for d in names)}
+        groups = {
+            g: [d for d in names if d in tests]
+            for g, names in plain(cfg.env.get("target_groups") or {}).items()
+            if any(d in tests for d in names)
+        }
         if held_out.all():
             return None  # nothing to fit on
-        return cls(data["frames"][~held_out], quantities(data["state"][~held_out]), tests, groups,
-                   seed=settings.seed, num_train=settings.num_train, hidden=settings.hidden)
+        return cls(
+            data["frames"][~held_out],
+            quantities(data["state"][~held_out]),
+            tests,
+            groups,
+            seed=settings.seed,
+            num_train=settings.num_train,
+            hidden=settings.hidden,
+        )
 
     @classmethod
     def of_see_run(cls, see_dir: Path, manifest: dict, cfg: DictConfig, targets: bool = True) -> TaskProbe | None:
@@ -109,8 +125,10 @@ class TaskProbe:
         if "state" not in data or "episode" not in data:
             return None
         if cfg.env.id != manifest.get("env_id"):
-            raise UserError(f"{see_dir} was made on env {manifest.get('env_id')!r}, but this command's env is "
-                            f"{cfg.env.id!r}; pass the see run's env (env=...) for its task probe")
+            raise UserError(
+                f"{see_dir} was made on env {manifest.get('env_id')!r}, but this command's env is "
+                f"{cfg.env.id!r}; pass the see run's env (env=...) for its task probe"
+            )
         return cls.of_frames(data, target_frames(see_dir, cfg) if targets else None, cfg)
 
     @classmethod
@@ -123,8 +141,9 @@ class TaskProbe:
             vision = domains(cfg, "vision") if cfg.env.get("vision") else []
             if not vision:
                 return None
-            data = collect_frames(vision, cfg.probe.exploration_frames, cfg.num_envs, cfg.vec_env, cfg.probe.seed,
-                                  factors=False)
+            data = collect_frames(
+                vision, cfg.probe.exploration_frames, cfg.num_envs, cfg.vec_env, cfg.probe.seed, factors=False
+            )
             if "state" not in data:
                 return None
             save_npz(path, **{k: data[k] for k in ("frames", "domain", "episode", "state")})
@@ -141,44 +160,73 @@ def target_frames(run: Path, cfg: DictConfig) -> dict[str, np.ndarray]:
     targets = domains(cfg, "targets") if cfg.env.get("targets") else []
     parts = []
     for domain in targets:
-        made_with = json.dumps({"domain": domain_settings([domain])[domain.name], "seed": cfg.probe.seed,
-                                "frames": cfg.probe.frames_per_target}, sort_keys=True)
+        made_with = json.dumps(
+            {
+                "domain": domain_settings([domain])[domain.name],
+                "seed": cfg.probe.seed,
+                "frames": cfg.probe.frames_per_target,
+            },
+            sort_keys=True,
+        )
         path = run / "probe_frames" / f"{domain.name}-{hashlib.sha256(made_with.encode()).hexdigest()[:10]}.npz"
         saved = read_npz(path) if path.exists() else None
         if saved is None:
             seed = cfg.probe.seed + zlib.crc32(domain.name.encode()) % 1_000_000
             data = collect_frames([domain], cfg.probe.frames_per_target, 1, "dummy", seed, factors=False)
             if "state" not in data:
-                raise UserError(f"target domain {domain.name!r} of env {cfg.env.name!r} reports no task state "
-                                f"(info['state']), though the vision domains do; the task probe needs it in every domain")
+                raise UserError(
+                    f"target domain {domain.name!r} of env {cfg.env.name!r} reports no task state "
+                    f"(info['state']), though the vision domains do; the task probe needs it in every domain"
+                )
             saved = {"frames": data["frames"], "state": data["state"], "made_with": np.array(made_with)}
             save_npz(path, **saved)
         parts.append(saved)
     if not parts:
-        return {"names": np.array([], str), "frames": np.zeros((0, 1, 1, 3), np.uint8),
-                "domain": np.zeros(0, np.int16), "state": np.zeros((0, 1), np.float32)}
-    return {"names": np.array([d.name for d in targets]), "frames": np.concatenate([p["frames"] for p in parts]),
-            "domain": np.concatenate([np.full(len(p["frames"]), i, np.int16) for i, p in enumerate(parts)]),
-            "state": np.concatenate([p["state"] for p in parts])}
+        return {
+            "names": np.array([], str),
+            "frames": np.zeros((0, 1, 1, 3), np.uint8),
+            "domain": np.zeros(0, np.int16),
+            "state": np.zeros((0, 1), np.float32),
+        }
+    return {
+        "names": np.array([d.name for d in targets]),
+        "frames": np.concatenate([p["frames"] for p in parts]),
+        "domain": np.concatenate([np.full(len(p["frames"]), i, np.int16) for i, p in enumerate(parts)]),
+        "state": np.concatenate([p["state"] for p in parts]),
+    }
 
 
-def nuisance_latents(see_dir: Path, manifest: dict, cfg: DictConfig,
-                     represent: Callable[[np.ndarray], np.ndarray]) -> dict:
+def nuisance_latents(
+    see_dir: Path, manifest: dict, cfg: DictConfig, represent: Callable[[np.ndarray], np.ndarray]
+) -> dict:
     """The latents no task quantity needs, chosen from exploration frames alone (no target frame,
     no reward): a latent is a nuisance when shuffling it lowers no quantity's held-out MLP-probe
     score by ``probe.nuisance_threshold`` or more. Returns {"latents": [...], "importance": {quantity: [...]}}."""
     probe = TaskProbe.of_see_run(see_dir, manifest, cfg, targets=False)
     if probe is None:
-        raise UserError(f"act.resample_nuisance=true needs the task probe, but the exploration frames of {see_dir} "
-                        f"carry no task state (info['state'])")
+        raise UserError(
+            f"act.resample_nuisance=true needs the task probe, but the exploration frames of {see_dir} "
+            f"carry no task state (info['state'])"
+        )
     if HELDOUT not in probe.tests:
-        raise UserError(f"the exploration frames of {see_dir} have no held-out episode (every "
-                        f"{cfg.probe.heldout_every}th is held out) to tell which latents the task needs")
+        raise UserError(
+            f"the exploration frames of {see_dir} have no held-out episode (every "
+            f"{cfg.probe.heldout_every}th is held out) to tell which latents the task needs"
+        )
     frames, quantities = probe.tests[HELDOUT]
-    importance = latent_importance(represent(probe.train_frames), probe.train, represent(frames), quantities,
-                                   seed=probe.seed, num_train=probe.num_train, hidden=probe.hidden)
+    importance = latent_importance(
+        represent(probe.train_frames),
+        probe.train,
+        represent(frames),
+        quantities,
+        seed=probe.seed,
+        num_train=probe.num_train,
+        hidden=probe.hidden,
+    )
     if not importance:
         raise UserError(f"the held-out episodes of {see_dir} are too few to tell which latents the task needs")
     needed = np.max(np.stack(list(importance.values())), axis=0)
-    return {"latents": np.flatnonzero(needed < cfg.probe.nuisance_threshold).tolist(),
-            "importance": {name: values.tolist() for name, values in importance.items()}}
+    return {
+        "latents": np.flatnonzero(needed < cfg.probe.nuisance_threshold).tolist(),
+        "importance": {name: values.tolist() for name, values in importance.items()},
+    }

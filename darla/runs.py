@@ -50,43 +50,61 @@ def load_vision_model(see_dir: Path) -> tuple[torch.nn.Module, dict]:
     model = build_recorded(vm_spec, VisionModel, "vision_model.model", source, **({"dae": dae} if needs_dae else {}))
     load_weights(see_dir / "vision_model.safetensors", model)
     if model.latent_dim != manifest.get("latent_dim"):
-        raise UserError(f"{source}: latent_dim is {manifest.get('latent_dim')!r} but the model it names has "
-                        f"{model.latent_dim} latents")
+        raise UserError(
+            f"{source}: latent_dim is {manifest.get('latent_dim')!r} but the model it names has "
+            f"{model.latent_dim} latents"
+        )
     return model.eval().requires_grad_(False), manifest
 
 
-def build_agent(agent_cfg, env: VecEnv, seed: int, device: torch.device, view: PolicyInput,
-                tensorboard_log: Path | None = None) -> BaseAlgorithm:
+def build_agent(
+    agent_cfg, env: VecEnv, seed: int, device: torch.device, view: PolicyInput, tensorboard_log: Path | None = None
+) -> BaseAlgorithm:
     """A fresh SB3 agent from its config, with the policy class ``view`` reads through."""
     algorithm = ALGORITHMS.get(agent_cfg.algorithm)
     if algorithm is None:
         raise UserError(f"agent.algorithm={agent_cfg.algorithm!r} is not known; expected one of {sorted(ALGORITHMS)}")
     hyperparameters = plain(agent_cfg.hyperparameters)
     hyperparameters["policy_kwargs"] = {**hyperparameters.get("policy_kwargs", {}), **view.policy_kwargs()}
-    return algorithm(view.policy, env, seed=seed, device=device, verbose=0,
-                     tensorboard_log=str(tensorboard_log) if tensorboard_log else None, **hyperparameters)
+    return algorithm(
+        view.policy,
+        env,
+        seed=seed,
+        device=device,
+        verbose=0,
+        tensorboard_log=str(tensorboard_log) if tensorboard_log else None,
+        **hyperparameters,
+    )
 
 
 def space_record(space) -> dict:
     """An action space as data, to check that a later stage's env acts the same way."""
-    return {"type": type(space).__name__, "shape": list(space.shape or ()),
-            **({"n": int(space.n)} if hasattr(space, "n") else {})}
+    return {
+        "type": type(space).__name__,
+        "shape": list(space.shape or ()),
+        **({"n": int(space.n)} if hasattr(space, "n") else {}),
+    }
 
 
 def read_act_run(act_dir: Path) -> dict:
     """The manifest of a finished act run, after checking it and its policy file against its content hash."""
     manifest = read_manifest(act_dir, "act")
     if manifest.get("agent", {}).get("algorithm") not in ALGORITHMS:
-        raise UserError(f"{act_dir / MANIFEST}: agent.algorithm is {manifest.get('agent', {}).get('algorithm')!r}; "
-                        f"expected one of {sorted(ALGORITHMS)}")
+        raise UserError(
+            f"{act_dir / MANIFEST}: agent.algorithm is {manifest.get('agent', {}).get('algorithm')!r}; "
+            f"expected one of {sorted(ALGORITHMS)}"
+        )
     return manifest
 
 
 def load_policy(act_dir: Path, manifest: dict, view: PolicyInput, env: VecEnv, device: torch.device) -> BaseAlgorithm:
     """Rebuild the trained agent from its act run: config from the manifest (see read_act_run),
     parameters from safetensors."""
-    check_parent(act_dir, manifest, {"observation_shape": list(env.observation_space.shape),
-                                      "action_space": space_record(env.action_space)})
+    check_parent(
+        act_dir,
+        manifest,
+        {"observation_shape": list(env.observation_space.shape), "action_space": space_record(env.action_space)},
+    )
     agent = build_agent(DictConfig(manifest["agent"]), env, seed=0, device=device, view=view)
     load_weights(act_dir / "policy.safetensors", agent.policy)
     agent.policy.set_training_mode(False)

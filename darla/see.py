@@ -51,21 +51,30 @@ def run(cfg: DictConfig) -> Path:
     out = run_dir(cfg.runs_dir, cfg.name, "see")
     vm = cfg.vision_model
     if vm.model is None:
-        raise ValueError(f"vision_model={vm.name} has no vision stage (its policy reads "
-                         f"{vm.get('policy_input', 'pixels')}, not a vision model's latents); "
-                         f"run `python -m darla.stage act vision_model={vm.name}`")
+        raise ValueError(
+            f"vision_model={vm.name} has no vision stage (its policy reads "
+            f"{vm.get('policy_input', 'pixels')}, not a vision model's latents); "
+            f"run `python -m darla.stage act vision_model={vm.name}`"
+        )
     vision_domains = domains(cfg, "vision") if cfg.env.vision else []
     dataset_spec = cfg.env.get("factor_dataset")
     if not vision_domains and dataset_spec is None:
-        raise ValueError(f"env {cfg.env.name!r} lists no vision domains and has no factor_dataset: "
-                         f"see has nothing to learn from")
+        raise ValueError(
+            f"env {cfg.env.name!r} lists no vision domains and has no factor_dataset: see has nothing to learn from"
+        )
     dataset = make_factor_dataset(dataset_spec)
     if dataset is not None and "num_factors" in vm.model:
         # Models whose latents are assigned to ground-truth factors (dcign) take the count from the data.
         vm.model.num_factors = len(dataset.factor_sizes)
-    settings = {"vision_domains": domain_settings(vision_domains), "factor_dataset": plain(dataset_spec),
-                "see": plain(cfg.see), "seed": cfg.seed, "num_envs": cfg.num_envs, "vision_model": plain(vm),
-                "dae": plain(cfg.dae) if vm.needs_dae else None}
+    settings = {
+        "vision_domains": domain_settings(vision_domains),
+        "factor_dataset": plain(dataset_spec),
+        "see": plain(cfg.see),
+        "seed": cfg.seed,
+        "num_envs": cfg.num_envs,
+        "vision_model": plain(vm),
+        "dae": plain(cfg.dae) if vm.needs_dae else None,
+    }
     device = resolve_device(cfg.device)
     if start_run(out, settings, cfg):
         log.info(f"{out} is finished with these settings; nothing to do")
@@ -88,15 +97,27 @@ def run(cfg: DictConfig) -> Path:
         image_shape, images_source = tuple(dataset.image_shape), FactorBatches(dataset)
     input_shape = [int(image_shape[2]), int(image_shape[0]), int(image_shape[1])]
     if list(cfg.env.observation_shape) != input_shape:
-        raise UserError(f"env.observation_shape is {list(cfg.env.observation_shape)} but the images of env "
-                         f"{cfg.env.name!r} are {input_shape} (C, H, W); fix observation_shape in its env config")
+        raise UserError(
+            f"env.observation_shape is {list(cfg.env.observation_shape)} but the images of env "
+            f"{cfg.env.name!r} are {input_shape} (C, H, W); fix observation_shape in its env config"
+        )
 
     def train(model, train_cfg, label, batches):
         t0 = time.perf_counter()
-        train_vision(model, batches, steps=train_cfg.steps, batch_size=train_cfg.batch_size, lr=train_cfg.lr,
-                     checkpoint=out / "checkpoints" / f"{label}.safetensors", seed=cfg.seed, device=device,
-                     checkpoint_every=cfg.see.checkpoint_every, log_every=cfg.see.log_every,
-                     log_dir=out / "tensorboard", label=label)
+        train_vision(
+            model,
+            batches,
+            steps=train_cfg.steps,
+            batch_size=train_cfg.batch_size,
+            lr=train_cfg.lr,
+            checkpoint=out / "checkpoints" / f"{label}.safetensors",
+            seed=cfg.seed,
+            device=device,
+            checkpoint_every=cfg.see.checkpoint_every,
+            log_every=cfg.see.log_every,
+            log_dir=out / "tensorboard",
+            label=label,
+        )
         timings[f"train_{label}_s"] = time.perf_counter() - t0
         return model
 
@@ -117,8 +138,10 @@ def run(cfg: DictConfig) -> Path:
     model = build_model(vm, dae)
     if model.batches == "factor_sweeps":
         if dataset is None:
-            raise ValueError(f"vision_model={vm.name} trains on factor sweeps, but env {cfg.env.name!r} has no "
-                             f"factor_dataset to render them from")
+            raise ValueError(
+                f"vision_model={vm.name} trains on factor sweeps, but env {cfg.env.name!r} has no "
+                f"factor_dataset to render them from"
+            )
         batches = FactorBatches(dataset, "factor_sweeps")
     else:
         batches = images_source
@@ -141,8 +164,16 @@ def run(cfg: DictConfig) -> Path:
 
     # 4. Diagnostics and, on ground truth, disentanglement metrics.
     t0 = time.perf_counter()
-    diagnose(model, out, image_groups(out, manifest, dataset, cfg.seed), dataset, cfg.metrics, device, cfg.seed,
-             TaskProbe.of_see_run(out, manifest, cfg))
+    diagnose(
+        model,
+        out,
+        image_groups(out, manifest, dataset, cfg.seed),
+        dataset,
+        cfg.metrics,
+        device,
+        cfg.seed,
+        TaskProbe.of_see_run(out, manifest, cfg),
+    )
     timings["diagnose_s"] = time.perf_counter() - t0
 
     write_manifest(out, manifest)

@@ -24,17 +24,34 @@ Rule = Callable[[Any], bool]
 
 def integer(low: int | None = None, high: int | None = None) -> tuple[Rule, str]:
     def ok(v):
-        return isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low) and (high is None or v <= high)
+        return (
+            isinstance(v, int) and not isinstance(v, bool) and (low is None or v >= low) and (high is None or v <= high)
+        )
+
     bounds = (f" >= {low}" if low is not None else "") + (f" and <= {high}" if high is not None else "")
     return ok, f"an integer{bounds}"
 
 
 def number(low: float | None = None, high: float | None = None, above: float | None = None) -> tuple[Rule, str]:
     def ok(v):
-        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                and (low is None or v >= low) and (high is None or v <= high) and (above is None or v > above))
-    bounds = [b for b in (f">= {low}" if low is not None else "", f"> {above}" if above is not None else "",
-                          f"<= {high}" if high is not None else "") if b]
+        return (
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (low is None or v >= low)
+            and (high is None or v <= high)
+            and (above is None or v > above)
+        )
+
+    bounds = [
+        b
+        for b in (
+            f">= {low}" if low is not None else "",
+            f"> {above}" if above is not None else "",
+            f"<= {high}" if high is not None else "",
+        )
+        if b
+    ]
     return ok, "a finite number" + (" " + " and ".join(bounds) if bounds else "")
 
 
@@ -56,18 +73,22 @@ def text(pattern: str, what: str) -> tuple[Rule, str]:
 
 def int_list(low: int) -> tuple[Rule, str]:
     ok = integer(low)[0]
-    return (lambda v: isinstance(v, list) and len(v) > 0 and all(ok(x) for x in v)), f"a non-empty list of integers >= {low}"
+    return (
+        lambda v: isinstance(v, list) and len(v) > 0 and all(ok(x) for x in v)
+    ), f"a non-empty list of integers >= {low}"
 
 
 def name_list() -> tuple[Rule, str]:
-    return (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) and x for x in v)), \
-        "a non-empty list of names"
+    return (
+        lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) and x for x in v)
+    ), "a non-empty list of names"
 
 
 def module_list() -> tuple[Rule, str]:
     name = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
-    return (lambda v: isinstance(v, list) and all(isinstance(x, str) and name.fullmatch(x) for x in v)), \
-        "a list of importable package names, e.g. trusted_modules=[my_models]"
+    return (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) and name.fullmatch(x) for x in v)
+    ), "a list of importable package names, e.g. trusted_modules=[my_models]"
 
 
 RUN_NAME = text(r"(?!/)(?!.*(^|/)\.\.(/|$))[^\0]+", "a non-empty relative name without '..' (runs go under runs_dir)")
@@ -214,8 +235,9 @@ def problems(cfg: DictConfig) -> list[str]:
                 walk(f"{prefix}[{i}]", v)
         elif isinstance(node, float) and not math.isfinite(node):
             refuse(prefix, node, "a finite number")
-        elif (prefix.startswith("metrics.compute.") and isinstance(node, int) and not isinstance(node, bool)
-              and node < 1):
+        elif (
+            prefix.startswith("metrics.compute.") and isinstance(node, int) and not isinstance(node, bool) and node < 1
+        ):
             refuse(prefix, node, "an integer >= 1 (a sample size)")
 
     for root in FINITE:
@@ -239,24 +261,36 @@ def _cross_field(cfg: DictConfig) -> list[str]:
         if present and isinstance(model, dict):
             low, high = model.get("mask_min_frac"), model.get("mask_max_frac")
             if number(0, 1)[0](low) and number(0, 1)[0](high) and low > high:
-                found.append(f"{prefix}.mask_min_frac={low} is not allowed: expected at most "
-                             f"{prefix}.mask_max_frac={high}")
+                found.append(
+                    f"{prefix}.mask_min_frac={low} is not allowed: expected at most {prefix}.mask_max_frac={high}"
+                )
     _, stack = _select(cfg, "act.frame_stack")
     _, policy_input = _select(cfg, "vision_model.policy_input")
     if policy_input == "fine_tune" and integer(2)[0](stack):
-        found.append(f"act.frame_stack={stack} is not allowed with vision_model.policy_input=fine_tune: expected 1 "
-                     f"(the fine-tuned encoder reads one frame)")
+        found.append(
+            f"act.frame_stack={stack} is not allowed with vision_model.policy_input=fine_tune: expected 1 "
+            f"(the fine-tuned encoder reads one frame)"
+        )
     for key, does in (("act.normalize", "standardises"), ("act.resample_nuisance", "redraws some of")):
         if _select(cfg, key)[1] is True and policy_input not in (None, "latents"):
-            found.append(f"{key}=true is not allowed with vision_model.policy_input={policy_input}: it "
-                         f"{does} a frozen vision's latents (policy_input=latents)")
+            found.append(
+                f"{key}=true is not allowed with vision_model.policy_input={policy_input}: it "
+                f"{does} a frozen vision's latents (policy_input=latents)"
+            )
     present, hp = _select(cfg, "agent.hyperparameters")
     _, num_envs = _select(cfg, "num_envs")
     _, algorithm = _select(cfg, "agent.algorithm")
-    if present and algorithm == "PPO" and integer(1)[0](hp.get("n_steps")) and integer(1)[0](num_envs) \
-            and hp["n_steps"] * num_envs < 2:
-        found.append(f"agent.hyperparameters.n_steps={hp['n_steps']} is not allowed with num_envs={num_envs}: "
-                     f"PPO needs n_steps x num_envs >= 2")
+    if (
+        present
+        and algorithm == "PPO"
+        and integer(1)[0](hp.get("n_steps"))
+        and integer(1)[0](num_envs)
+        and hp["n_steps"] * num_envs < 2
+    ):
+        found.append(
+            f"agent.hyperparameters.n_steps={hp['n_steps']} is not allowed with num_envs={num_envs}: "
+            f"PPO needs n_steps x num_envs >= 2"
+        )
     return found
 
 

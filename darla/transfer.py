@@ -18,8 +18,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from darla.artifacts import (atomic_write, find_parent, read_jsonl, run_dir, versions, write_json, write_jsonl,
-                             write_manifest)
+from darla.artifacts import (
+    atomic_write,
+    find_parent,
+    read_jsonl,
+    run_dir,
+    versions,
+    write_json,
+    write_jsonl,
+    write_manifest,
+)
 from darla.config import check_env, domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.evaluation import describe, random_act, run_episodes
@@ -42,10 +50,13 @@ def run(cfg: DictConfig) -> Path:
     check_env(act_dir, act_manifest, cfg, "source_domains", [d.name for d in source])
     evaluated = [("source", d) for d in source] + [("target", d) for d in domains(cfg, "targets")]
     groups = target_groups(cfg)
-    settings = {"domains": domain_settings([d for _, d in evaluated]), "target_groups": groups,
-                "act_hash": act_manifest["content_hash"],
-                "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
-                "deterministic": cfg.act.deterministic}
+    settings = {
+        "domains": domain_settings([d for _, d in evaluated]),
+        "target_groups": groups,
+        "act_hash": act_manifest["content_hash"],
+        "transfer": {k: v for k, v in plain(cfg.transfer).items() if k != "act_run"},
+        "deterministic": cfg.act.deterministic,
+    }
     if start_run(out, settings, cfg):
         log.info(f"{out} is finished with these settings; nothing to do")
         return out
@@ -71,11 +82,21 @@ def run(cfg: DictConfig) -> Path:
         venv.close()
     write_jsonl(episodes_file, lines)
     summarize(out, act_manifest)
-    write_manifest(out, {"stage": "transfer", "act_dir": str(act_dir), "act_hash": act_manifest["content_hash"],
-                         "vision_model": act_manifest["vision_model"], "label": cfg.label,
-                         "agent": act_manifest["agent"]["name"],
-                         "env_id": cfg.env.id, "env_name": cfg.env.name,
-                         "seconds": time.perf_counter() - t0, "versions": versions()})
+    write_manifest(
+        out,
+        {
+            "stage": "transfer",
+            "act_dir": str(act_dir),
+            "act_hash": act_manifest["content_hash"],
+            "vision_model": act_manifest["vision_model"],
+            "label": cfg.label,
+            "agent": act_manifest["agent"]["name"],
+            "env_id": cfg.env.id,
+            "env_name": cfg.env.name,
+            "seconds": time.perf_counter() - t0,
+            "versions": versions(),
+        },
+    )
     log.info(f"done: {out}\n" + (out / "report.md").read_text())
     return out
 
@@ -88,8 +109,10 @@ def target_groups(cfg: DictConfig) -> dict[str, str]:
     for group, names in table.items():
         for name in names:
             if name not in cfg.env.domains:
-                raise UserError(f"env.target_groups.{group} lists {name!r}, which is not a domain of env "
-                                 f"{cfg.env.name!r}; defined domains: {sorted(cfg.env.domains)}")
+                raise UserError(
+                    f"env.target_groups.{group} lists {name!r}, which is not a domain of env "
+                    f"{cfg.env.name!r}; defined domains: {sorted(cfg.env.domains)}"
+                )
             if name not in cfg.env.targets:
                 continue  # a grouped domain left out of this run's targets
             if name in groups:
@@ -105,8 +128,10 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     per_domain = {}
     for name in domains_in_order:
         rows = [e for e in episodes if e["domain"] == name]
-        per_domain[name] = {"role": rows[0]["role"],
-                            "policy": describe([e["return"] for e in rows if e["policy"] == "policy"])}
+        per_domain[name] = {
+            "role": rows[0]["role"],
+            "policy": describe([e["return"] for e in rows if e["policy"] == "policy"]),
+        }
         randoms = [e["return"] for e in rows if e["policy"] == "random"]
         if randoms:
             per_domain[name]["random"] = describe(randoms)
@@ -115,13 +140,20 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
     for name, entry in per_domain.items():
         entry["transfer_ratio"] = entry["policy"]["mean"] / source_stats["mean"] if source_stats["mean"] else None
     targets = [e["return"] for e in episodes if e["role"] == "target" and e["policy"] == "policy"]
-    summary = {"source": source_stats, "target": describe(targets) if targets else None,
-               "transfer_ratio": (np.mean(targets) / source_stats["mean"]) if targets and source_stats["mean"] else None,
-               "groups": {}, "domains": per_domain, "flags": episode_flags(episodes)}
+    summary = {
+        "source": source_stats,
+        "target": describe(targets) if targets else None,
+        "transfer_ratio": (np.mean(targets) / source_stats["mean"]) if targets and source_stats["mean"] else None,
+        "groups": {},
+        "domains": per_domain,
+        "flags": episode_flags(episodes),
+    }
     for group in dict.fromkeys(e["group"] for e in episodes if "group" in e):
         returns = [e["return"] for e in episodes if e.get("group") == group and e["policy"] == "policy"]
-        summary["groups"][group] = {**describe(returns),
-                                    "transfer_ratio": np.mean(returns) / source_stats["mean"] if source_stats["mean"] else None}
+        summary["groups"][group] = {
+            **describe(returns),
+            "transfer_ratio": np.mean(returns) / source_stats["mean"] if source_stats["mean"] else None,
+        }
     write_json(out / "summary.json", summary)
 
     title = f"{act_manifest['vision_model']} + {act_manifest['agent']['name']}" if act_manifest else out.parent.name
@@ -132,19 +164,31 @@ def summarize(out: Path, act_manifest: dict | None = None) -> dict:
         random_mean = f"{r['mean']:.2f}" if r else "–"
         ratio = f"{entry['transfer_ratio']:.2f}" if entry["transfer_ratio"] is not None else "–"
         role = f"{entry['role']} ({group_of[name]})" if name in group_of else entry["role"]
-        rows.append(f"| {name} | {role} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | "
-                    f"{ratio} | {random_mean} |")
-    group_lines = "".join(f"- {group}: mean return {g['mean']:.3f} over {g['episodes']} episodes"
-                          + (f", ratio to source {g['transfer_ratio']:.3f}\n" if g["transfer_ratio"] is not None else "\n")
-                          for group, g in summary["groups"].items())
+        rows.append(
+            f"| {name} | {role} | {p['mean']:.2f} ± {p['std']:.2f} | {p['iqm']:.2f} | {ratio} | {random_mean} |"
+        )
+    group_lines = "".join(
+        f"- {group}: mean return {g['mean']:.3f} over {g['episodes']} episodes"
+        + (f", ratio to source {g['transfer_ratio']:.3f}\n" if g["transfer_ratio"] is not None else "\n")
+        for group, g in summary["groups"].items()
+    )
     ratio = summary["transfer_ratio"]
     ratio_text = f"{ratio:.3f}" if ratio is not None else "undefined (source mean return is 0)"
     warnings = "".join(f"- **{flag}**: {why}\n" for flag, why in summary["flags"].items())
-    report = (f"# Transfer report: {title}\n\n"
-              + (f"Warnings:\n{warnings}\n" if warnings else "")
-              + f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, {source_stats['episodes']} episodes); "
-              + (f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio_text}.\n\n" if targets else "\n\n")
-              + (group_lines + "\n" if group_lines else "") + "\n".join(rows) + "\n")
+    report = (
+        f"# Transfer report: {title}\n\n"
+        + (f"Warnings:\n{warnings}\n" if warnings else "")
+        + f"Source mean return {source_stats['mean']:.3f} (IQM {source_stats['iqm']:.3f}, "
+        + f"{source_stats['episodes']} episodes); "
+        + (
+            f"target mean return {summary['target']['mean']:.3f}; target/source ratio {ratio_text}.\n\n"
+            if targets
+            else "\n\n"
+        )
+        + (group_lines + "\n" if group_lines else "")
+        + "\n".join(rows)
+        + "\n"
+    )
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(report))
     return summary
 

@@ -57,8 +57,9 @@ def _is_allowed(module: str, allowed: Iterable[str]) -> bool:
     return any(module == root or module.startswith(root + ".") for root in allowed)
 
 
-def build_recorded(spec: Any, base: type, what: str, source: Path, allowed: Iterable[str] | None = None,
-                   **extra: Any) -> Any:
+def build_recorded(
+    spec: Any, base: type, what: str, source: Path, allowed: Iterable[str] | None = None, **extra: Any
+) -> Any:
     """Build ``spec`` (``{"_target_": "module.Class", **kwargs}`` read from the file ``source``).
 
     Refused, naming ``source``, unless the target is a subclass of ``base`` in an allowed module
@@ -67,11 +68,14 @@ def build_recorded(spec: Any, base: type, what: str, source: Path, allowed: Iter
     """
     allowed = list(_allowed if allowed is None else allowed)
     if not isinstance(spec, Mapping) or not isinstance(spec.get("_target_"), str):
-        raise UserError(f"{source}: {what} has no _target_ naming its class; the run was not written by darla or "
-                        f"was edited")
+        raise UserError(
+            f"{source}: {what} has no _target_ naming its class; the run was not written by darla or was edited"
+        )
     target = spec["_target_"]
-    refuse = (f"{source}: {what}._target_ {target!r} is refused: a run directory may only name a class "
-              f"(a {base.__name__}) of the modules {allowed} (add your own package with trusted_modules=[...])")
+    refuse = (
+        f"{source}: {what}._target_ {target!r} is refused: a run directory may only name a class "
+        f"(a {base.__name__}) of the modules {allowed} (add your own package with trusted_modules=[...])"
+    )
     if not _DOTTED.fullmatch(target):
         raise UserError(refuse)
     module_name, class_name = target.rsplit(".", 1)
@@ -92,8 +96,10 @@ def build_recorded(spec: Any, base: type, what: str, source: Path, allowed: Iter
 
 def _check_plain(value: Any, where: str, source: Path, key: str) -> None:
     if key.startswith("_"):
-        raise UserError(f"{source}: {where} is refused: keys starting with '_' (Hydra's _target_, _args_, "
-                        f"_partial_, ...) are not allowed in a recorded model's arguments")
+        raise UserError(
+            f"{source}: {where} is refused: keys starting with '_' (Hydra's _target_, _args_, "
+            f"_partial_, ...) are not allowed in a recorded model's arguments"
+        )
     if value is None or isinstance(value, (bool, int, float, str)):
         return
     if isinstance(value, (list, tuple)):

@@ -32,17 +32,24 @@ class _MixtureFactory:
         return StateObservation(mixture) if self.state else mixture
 
 
-def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subprocess", seed: int | None = None,
-                 encoder: torch.nn.Module | None = None, device: torch.device | str = "cpu",
-                 state: bool = False, normalization: dict | None = None,
-                 resample: tuple[list[int], np.ndarray] | None = None) -> VecEnv:
+def make_vec_env(
+    domains: Sequence[Domain],
+    num_envs: int,
+    kind: str = "subprocess",
+    seed: int | None = None,
+    encoder: torch.nn.Module | None = None,
+    device: torch.device | str = "cpu",
+    state: bool = False,
+    normalization: dict | None = None,
+    resample: tuple[list[int], np.ndarray] | None = None,
+) -> VecEnv:
     """``num_envs`` copies of a mixture of ``domains`` (each episode plays one at random).
 
     ``kind="subprocess"`` runs each copy in its own forkserver process (fork hangs with OpenGL);
     ``"dummy"`` runs them in this process. Episode returns are tracked by VecMonitor. With an
     ``encoder``, observations are replaced by its frozen latent mean (see LatentObservation);
-    (standardised by ``normalization``, some redrawn by ``resample``, if given); with ``state``, by the env's ground-truth task
-    state (see StateObservation).
+    (standardised by ``normalization``, some redrawn by ``resample``, if given); with ``state``, by
+    the env's ground-truth task state (see StateObservation).
     """
     factories = [_MixtureFactory(domains, state, worker=kind == "subprocess") for _ in range(num_envs)]
     if kind == "subprocess":
@@ -56,9 +63,11 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
             # A worker died building its env; SB3 only sees the broken pipe. Build the same env here,
             # so that the user gets the worker's own exception rather than a ConnectionResetError.
             _MixtureFactory(domains, state, worker=False)().close()
-            raise RuntimeError(f"an env worker died while building domains {[d.name for d in domains]} "
-                               f"({type(err).__name__}), though they build in this process; see the worker's "
-                               f"output above") from err
+            raise RuntimeError(
+                f"an env worker died while building domains {[d.name for d in domains]} "
+                f"({type(err).__name__}), though they build in this process; see the worker's "
+                f"output above"
+            ) from err
     elif kind == "dummy":
         venv = DummyVecEnv(factories)
     else:
@@ -69,10 +78,12 @@ def make_vec_env(domains: Sequence[Domain], num_envs: int, kind: str = "subproce
     return LatentObservation(venv, encoder, device, normalization, resample) if encoder is not None else venv
 
 
-def collect_frames(vision_domains: Sequence[Domain], n_frames: int, num_envs: int, vec_env: str,
-                   seed: int, factors: bool = True) -> dict[str, np.ndarray]:
+def collect_frames(
+    vision_domains: Sequence[Domain], n_frames: int, num_envs: int, vec_env: str, seed: int, factors: bool = True
+) -> dict[str, np.ndarray]:
     """Frames from a random policy over a vector env, with each frame's domain, episode and (unless
-    not ``factors``) ground-truth factors, and the env's task state (``info["state"]``) when it reports one (for the task probe)."""
+    not ``factors``) ground-truth factors, and the env's task state (``info["state"]``) when it
+    reports one (for the task probe)."""
     venv = make_vec_env(vision_domains, num_envs, vec_env, seed)
     names = [d.name for d in vision_domains]
     venv.action_space.seed(seed)
@@ -97,8 +108,11 @@ def collect_frames(vision_domains: Sequence[Domain], n_frames: int, num_envs: in
                 episode[worker] = episode.max() + 1
     finally:
         venv.close()
-    data = {"frames": np.stack(frames[:n_frames]), "domain": np.array(domain_ids[:n_frames], np.int16),
-            "episode": np.array(episode_ids[:n_frames], np.int32)}
+    data = {
+        "frames": np.stack(frames[:n_frames]),
+        "domain": np.array(domain_ids[:n_frames], np.int16),
+        "episode": np.array(episode_ids[:n_frames], np.int32),
+    }
     if keep_factors and factors[0]:
         data.update({f"factor_{k}": v for k, v in stack_factors(factors[:n_frames]).items()})
     states = states[:n_frames]

@@ -70,8 +70,9 @@ class EpisodeRecorder(VecEnvWrapper):
         return obs, rewards, dones, infos
 
 
-def caption_frames(frames: Sequence[np.ndarray], rewards: Sequence[float], domain: str, seed: int,
-                   scale: int) -> list[np.ndarray]:
+def caption_frames(
+    frames: Sequence[np.ndarray], rewards: Sequence[float], domain: str, seed: int, scale: int
+) -> list[np.ndarray]:
     """Enlarge each uint8 (H, W, 3) frame ``scale`` times and write under it the return so far."""
     returns = np.concatenate([[0.0], np.cumsum(rewards)])
     out = []
@@ -118,8 +119,10 @@ def find_act_run(ref: str, runs_dir: str) -> Path:
     if manifest.get("stage") == "transfer":
         return Path(manifest["act_dir"])
     if manifest.get("stage") != "act":
-        raise UserError(f"{found} holds a {manifest.get('stage')} run; video plays the policy of an act run "
-                         f"(name one, or its run or transfer directory)")
+        raise UserError(
+            f"{found} holds a {manifest.get('stage')} run; video plays the policy of an act run "
+            f"(name one, or its run or transfer directory)"
+        )
     return found
 
 
@@ -130,11 +133,19 @@ def video_domains(cfg: DictConfig) -> list[tuple[str, Domain]]:
     if names is None:
         names = [env.source[0]] + ([env.targets[0]] if env.get("targets") else [])
     if not isinstance(names, (list, ListConfig)) or not names:
-        raise UserError(f"video.domains={names!r}: expected a list of domain names of env {env.name!r}, "
-                         f"e.g. video.domains=[{env.source[0]}]")
+        raise UserError(
+            f"video.domains={names!r}: expected a list of domain names of env {env.name!r}, "
+            f"e.g. video.domains=[{env.source[0]}]"
+        )
     table = OmegaConf.to_container(env.domains, resolve=True)
-    found = domains_from_config(env.id, OmegaConf.to_container(env.kwargs, resolve=True), table, list(names), "video",
-                                plain(env.get("wrappers")))
+    found = domains_from_config(
+        env.id,
+        OmegaConf.to_container(env.kwargs, resolve=True),
+        table,
+        list(names),
+        "video",
+        plain(env.get("wrappers")),
+    )
     roles = {**{n: "target" for n in env.get("targets") or []}, **{n: "source" for n in env.source}}
     return [(roles.get(d.name, "other"), d) for d in found]
 
@@ -147,8 +158,10 @@ def run(cfg: DictConfig) -> Path:
     act_manifest = read_act_run(act_dir)
     view = PolicyInput.of_act_run(act_dir, act_manifest)
     if view.kind == "state":
-        raise UserError(f"{act_dir} is an oracle run (policy_input=state): its env workers replace frames by "
-                         f"states, so there are no frames to film")
+        raise UserError(
+            f"{act_dir} is an oracle run (policy_input=state): its env workers replace frames by "
+            f"states, so there are no frames to film"
+        )
     filmed = video_domains(cfg)
     out = act_dir.parent / "video"
     record_invocation(out, cfg)
@@ -159,17 +172,29 @@ def run(cfg: DictConfig) -> Path:
     rows = []
     try:
         agent = load_policy(act_dir, act_manifest, view, venv, device)
-        act = lambda obs: agent.predict(obs, deterministic=cfg.act.deterministic)[0]
+
+        def act(obs):
+            return agent.predict(obs, deterministic=cfg.act.deterministic)[0]
+
         for role, domain in filmed:
             for k in range(cfg.video.episodes):
                 seed = cfg.video.seed + k
                 [episode] = run_episodes(venv, act, seed, 1, domain=domain.name)
                 frames = caption_frames(recorder.frames, recorder.rewards, domain.name, seed, cfg.video.scale)
                 path = save_video(out / f"{domain.name}_seed{seed}.{cfg.video.format}", frames, cfg.video.fps)
-                rows.append({"domain": domain.name, "role": role, **episode, "file": path.name,
-                             "act_hash": act_manifest["content_hash"]})
-                log.info(f"{role} {domain.name} seed {seed}: return {episode['return']:g} "
-                      f"in {episode['length']} steps -> {path}")
+                rows.append(
+                    {
+                        "domain": domain.name,
+                        "role": role,
+                        **episode,
+                        "file": path.name,
+                        "act_hash": act_manifest["content_hash"],
+                    }
+                )
+                log.info(
+                    f"{role} {domain.name} seed {seed}: return {episode['return']:g} "
+                    f"in {episode['length']} steps -> {path}"
+                )
     finally:
         venv.close()
     # The index keeps the lines of files this call did not rewrite.

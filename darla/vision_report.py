@@ -40,8 +40,13 @@ from darla.probe import TaskProbe
 from darla.sanity import vision_flags
 from darla.trust import build_recorded
 from vision_models import plots
-from vision_models.diagnostics import (object_error_grid, object_reconstruction, reconstruction_grid, traversal_frames,
-                                       traversal_grid)
+from vision_models.diagnostics import (
+    object_error_grid,
+    object_reconstruction,
+    reconstruction_grid,
+    traversal_frames,
+    traversal_grid,
+)
 from vision_models.metrics import encode_grid, evaluate
 
 log = logging.getLogger("diagnose")  # Hydra prints it as [diagnose] (configs/hydra/default.yaml)
@@ -60,8 +65,10 @@ def make_factor_dataset(spec, recorded_in: Path | None = None):
         return instantiate(spec)
     dataset = build_recorded(spec, object, "factor_dataset", recorded_in)
     if not all(hasattr(dataset, a) for a in ("factor_sizes", "render", "sample_factors")):
-        raise UserError(f"{recorded_in}: factor_dataset._target_ {spec['_target_']!r} is not a factor dataset "
-                        f"(factor_sizes, render, sample_factors)")
+        raise UserError(
+            f"{recorded_in}: factor_dataset._target_ {spec['_target_']!r} is not a factor dataset "
+            f"(factor_sizes, render, sample_factors)"
+        )
     return dataset
 
 
@@ -72,7 +79,7 @@ def representation_function(model, device: torch.device, batch_size: int):
     def represent(frames: np.ndarray):
         means, logvars = [], []
         for first in range(0, len(frames), batch_size):
-            mean, logvar = model.encode(frames_to_tensor(frames[first:first + batch_size], device))
+            mean, logvar = model.encode(frames_to_tensor(frames[first : first + batch_size], device))
             means.append(mean.float().cpu().numpy())
             if logvar is not None:
                 logvars.append(logvar.float().cpu().numpy())
@@ -81,8 +88,16 @@ def representation_function(model, device: torch.device, batch_size: int):
     return represent
 
 
-def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_cfg, device: torch.device,
-             seed: int, probe: TaskProbe | None = None) -> dict:
+def diagnose(
+    model,
+    out: Path,
+    groups: dict[str, np.ndarray],
+    dataset,
+    metrics_cfg,
+    device: torch.device,
+    seed: int,
+    probe: TaskProbe | None = None,
+) -> dict:
     """Write every diagnostic of ``model`` into ``out``; ``groups`` maps a band name to uint8 frames.
 
     Returns what metrics.json holds: the disentanglement metrics (with a factor dataset) and the
@@ -95,9 +110,12 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
     with torch.no_grad():
         kl = model.kl_per_dim(sample).cpu().numpy()
     order = np.argsort(-kl).tolist()
-    images.save_png(out / "kl_per_dim.png", plots.bar_plot(kl, labels=[f"z{i}" for i in range(len(kl))],
-                                                              title="KL to the prior per latent (batch mean)",
-                                                              ylabel="nats"))
+    images.save_png(
+        out / "kl_per_dim.png",
+        plots.bar_plot(
+            kl, labels=[f"z{i}" for i in range(len(kl))], title="KL to the prior per latent (batch mean)", ylabel="nats"
+        ),
+    )
     if model.can_decode:
         bands = []
         for name, frames in groups.items():
@@ -118,20 +136,39 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
     flags = vision_flags(kl, stochastic, input_std, reconstruction_std)
     for flag, why in flags.items():
         log.warning(f"warning: {flag}: {why}")
-    write_json(out / "latents.json", {"kl_per_dim": kl.tolist(), "traversal_order": order, "input_std": input_std,
-                                      "reconstruction_std": reconstruction_std, "flags": flags})
+    write_json(
+        out / "latents.json",
+        {
+            "kl_per_dim": kl.tolist(),
+            "traversal_order": order,
+            "input_std": input_std,
+            "reconstruction_std": reconstruction_std,
+            "flags": flags,
+        },
+    )
 
     report: dict = {}
     if dataset is not None and metrics_cfg is not None and metrics_cfg.compute:
-        codes = encode_grid(dataset, representation_function(model, device, metrics_cfg.encode_batch_size),
-                            batch_size=metrics_cfg.encode_batch_size)
+        codes = encode_grid(
+            dataset,
+            representation_function(model, device, metrics_cfg.encode_batch_size),
+            batch_size=metrics_cfg.encode_batch_size,
+        )
         log.info(f"encoded {len(codes.mean):,} grid points in {codes.encode_seconds:.1f}s")
         results = evaluate(codes, plain(metrics_cfg.compute), metrics_cfg.seed)
         for name, scores in results.items():
-            log.info(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in scores.items()))
-        report.update({"factor_names": list(codes.factor_names), "factor_sizes": list(codes.factor_sizes),
-                       "encode_seconds": codes.encode_seconds, "metrics": results})
+            log.info(
+                f"{name}: "
+                + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+            )
+        report.update(
+            {
+                "factor_names": list(codes.factor_names),
+                "factor_sizes": list(codes.factor_sizes),
+                "encode_seconds": codes.encode_seconds,
+                "metrics": results,
+            }
+        )
         images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))
     if model.can_decode and hasattr(dataset, "object_masks"):
         images_, masks = object_frames(dataset, seed)
@@ -139,8 +176,9 @@ def diagnose(model, out: Path, groups: dict[str, np.ndarray], dataset, metrics_c
         report["object_reconstruction"] = object_reconstruction(model, images_, masks)
         grid, labels = object_error_grid(model, images_[:8], masks[:8])
         images.save_png(out / "object_reconstructions.png", grid, labels=labels)
-        log.info("object reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in
-                                                        report["object_reconstruction"].items()))
+        log.info(
+            "object reconstruction: " + ", ".join(f"{k} {v:.4g}" for k, v in report["object_reconstruction"].items())
+        )
     if probe is not None:
         represent = representation_function(model, device, 512)
         report["task_probe"] = probe.scores(lambda frames: represent(frames)[0])

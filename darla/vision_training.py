@@ -98,9 +98,16 @@ def train_vision(
         logging.getLogger(label).info(f"resuming from {checkpoint} at step {step}/{steps}")  # [dae] / [vision_model]
 
     def save() -> None:
-        save_state(checkpoint, {"model": model.state_dict(),
-                                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-                                "sampler": sampler.get_state(), "rng": rng_state(), "step": step})
+        save_state(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "sampler": sampler.get_state(),
+                "rng": rng_state(),
+                "step": step,
+            },
+        )
 
     writer = SummaryWriter(str(log_dir)) if log_dir else None
     bar = tqdm(total=steps, initial=step, desc=label, unit="step", mininterval=2.0)
@@ -109,10 +116,15 @@ def train_vision(
         bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
         if bad:
             bar.close()
-            kept = (f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists()
-                    else "no checkpoint had been written yet")
-            raise NonFiniteLoss(f"[{label}] loss became {bad.get('total', next(iter(bad.values())))} at step {step} "
-                                f"({terms}); stopped, {kept}")
+            kept = (
+                f"the last good checkpoint {checkpoint} is kept"
+                if checkpoint.exists()
+                else "no checkpoint had been written yet"
+            )
+            raise NonFiniteLoss(
+                f"[{label}] loss became {bad.get('total', next(iter(bad.values())))} at step {step} "
+                f"({terms}); stopped, {kept}"
+            )
         step += 1
         bar.update(1)
         if step % log_every == 0 or step == steps:

@@ -41,21 +41,29 @@ def check_spaces(env: gym.Env, what: str, observation_shape: Sequence[int], algo
     """Raise ValueError, naming ``what``, unless ``env`` gives fitting images and takes fitting actions."""
     obs = env.observation_space
     if isinstance(obs, (spaces.Dict, spaces.Tuple)):
-        raise ValueError(f"{what} gives {type(obs).__name__.lower()} observations ({obs}); darla's vision expects "
-                         f"one image per step: wrap the env so its observation is the image alone")
+        raise ValueError(
+            f"{what} gives {type(obs).__name__.lower()} observations ({obs}); darla's vision expects "
+            f"one image per step: wrap the env so its observation is the image alone"
+        )
     if not isinstance(obs, spaces.Box) or len(obs.shape) != 3:
         shape = obs.shape if isinstance(obs, spaces.Box) else obs
-        raise ValueError(f"{what} gives observations of shape {shape}, not images; darla's vision expects image "
-                         f"frames, uint8 of shape (H, W, C) (render the env to pixels with a wrapper)")
+        raise ValueError(
+            f"{what} gives observations of shape {shape}, not images; darla's vision expects image "
+            f"frames, uint8 of shape (H, W, C) (render the env to pixels with a wrapper)"
+        )
     if obs.dtype != np.uint8:
         raise ValueError(f"{what} gives images of dtype {obs.dtype}; darla expects uint8 frames (0..255)")
     height, width, channels = obs.shape
     if [channels, height, width] != list(observation_shape):
-        raise ValueError(f"{what} gives images of shape (H, W, C) {tuple(obs.shape)}, that is (C, H, W) "
-                         f"{[channels, height, width]}, but env.observation_shape is {list(observation_shape)}; "
-                         f"vision models take their input_shape from env.observation_shape: set it to "
-                         f"{[channels, height, width]} or resize the env's frames")
+        raise ValueError(
+            f"{what} gives images of shape (H, W, C) {tuple(obs.shape)}, that is (C, H, W) "
+            f"{[channels, height, width]}, but env.observation_shape is {list(observation_shape)}; "
+            f"vision models take their input_shape from env.observation_shape: set it to "
+            f"{[channels, height, width]} or resize the env's frames"
+        )
     allowed = ACTION_SPACES[algorithm]
     if not isinstance(env.action_space, allowed):
-        raise ValueError(f"{what} has action space {env.action_space}, which {algorithm} cannot use; "
-                         f"{algorithm} acts in {', '.join(s.__name__ for s in allowed)} spaces")
+        raise ValueError(
+            f"{what} has action space {env.action_space}, which {algorithm} cannot use; "
+            f"{algorithm} acts in {', '.join(s.__name__ for s in allowed)} spaces"
+        )

@@ -22,11 +22,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from gymnasium import spaces, utils
-
-from envs import headless  # noqa: F401  (must run before miniworld is imported)
 from miniworld.entity import Box
 from miniworld.miniworld import MiniWorldEnv
 from miniworld.params import DEFAULT_PARAMS
+
+from envs import headless  # noqa: F401  (must run before miniworld is imported)
 
 # DMLab-30's objects, each a fixed colour (RGB 0-255); in each set the first is bad, the second good.
 OBJECT_SETS: dict[str, dict[str, tuple[int, int, int]]] = {
@@ -141,10 +141,27 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
                 render_mode=render_mode,
             )
         utils.EzPickle.__init__(
-            self, object_set, room_style, room_size, num_good, num_bad, object_size,
-            num_distractors, distractor_rgb, max_episode_steps, forward_step, turn_step,
-            light_intensity, light_rgb, sky_rgb, cam_height, cam_pitch, cam_fov_y,
-            obs_width, obs_height, render_mode,
+            self,
+            object_set,
+            room_style,
+            room_size,
+            num_good,
+            num_bad,
+            object_size,
+            num_distractors,
+            distractor_rgb,
+            max_episode_steps,
+            forward_step,
+            turn_step,
+            light_intensity,
+            light_rgb,
+            sky_rgb,
+            cam_height,
+            cam_pitch,
+            cam_fov_y,
+            obs_width,
+            obs_height,
+            render_mode,
         )
         self.action_space = spaces.Discrete(3)  # turn left, turn right, move forward
         state_size = 5 + 4 * (self.num_good + self.num_bad)
@@ -154,8 +171,7 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
 
     def _gen_world(self):
         wall, floor = ROOM_STYLES[self.room_style]
-        self.add_rect_room(0, self.room_size, 0, self.room_size, wall_tex=wall, floor_tex=floor,
-                           no_ceiling=True)
+        self.add_rect_room(0, self.room_size, 0, self.room_size, wall_tex=wall, floor_tex=floor, no_ceiling=True)
         colours = OBJECT_SETS[self.object_set]
         for kind in [GOOD] * self.num_good + [BAD] * self.num_bad:
             self.place_entity(ColouredBox(colours["good" if kind == GOOD else "bad"], kind, self.object_size))
@@ -178,8 +194,10 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         rooms = list(self.rooms)
         for _ in range(max_tries):
             room = rooms[self.np_random.choice(len(rooms), p=self.room_probs)]
-            pos = self.np_random.uniform(low=[room.min_x - entity.radius, 0, room.min_z - entity.radius],
-                                         high=[room.max_x + entity.radius, 0, room.max_z + entity.radius])
+            pos = self.np_random.uniform(
+                low=[room.min_x - entity.radius, 0, room.min_z - entity.radius],
+                high=[room.max_x + entity.radius, 0, room.max_z + entity.radius],
+            )
             if not room.point_inside(pos) or self.intersect(entity, pos, entity.radius):
                 continue
             entity.pos, entity.dir = pos, self.np_random.uniform(-math.pi, math.pi)
@@ -215,8 +233,9 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         info = {"factors": self.factors(), "state": self.task_state()}
         return obs, reward, terminated, truncated and not terminated, info
 
-    def set_scene(self, agent_xz: Sequence[float], agent_dir: float, object_xz: np.ndarray,
-                  object_dir: np.ndarray) -> np.ndarray:
+    def set_scene(
+        self, agent_xz: Sequence[float], agent_dir: float, object_xz: np.ndarray, object_dir: np.ndarray
+    ) -> np.ndarray:
         """Put the agent and every object at exactly these poses, none collected; return the observation.
 
         For factor datasets and tests that need a chosen scene rather than a sampled one. Call it
@@ -227,8 +246,10 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         object_dir = np.asarray(object_dir, dtype=np.float64)
         n = len(self.objects)
         if object_xz.shape != (n, 2) or object_dir.shape != (n,):
-            raise ValueError(f"set_scene: expected object_xz of shape ({n}, 2) and object_dir of shape ({n},), "
-                             f"one row per object; got {object_xz.shape} and {object_dir.shape}")
+            raise ValueError(
+                f"set_scene: expected object_xz of shape ({n}, 2) and object_dir of shape ({n},), "
+                f"one row per object; got {object_xz.shape} and {object_dir.shape}"
+            )
         self.agent.pos = np.array([agent_xz[0], 0.0, agent_xz[1]], dtype=np.float64)
         self.agent.dir = float(agent_dir)
         for obj, (x, z), yaw in zip(self.objects, object_xz, object_dir):
@@ -278,15 +299,23 @@ class CollectGoodObjects(MiniWorldEnv, utils.EzPickle):
         was collected. Appearance factors are not part of it: the oracle sees the task, not the room.
         """
         agent = self.agent
-        head = [agent.pos[0] / self.room_size, agent.pos[2] / self.room_size, math.cos(agent.dir), math.sin(agent.dir),
-                self.step_count / self.max_episode_steps]
+        head = [
+            agent.pos[0] / self.room_size,
+            agent.pos[2] / self.room_size,
+            math.cos(agent.dir),
+            math.sin(agent.dir),
+            self.step_count / self.max_episode_steps,
+        ]
         rows = []
         for i, obj in enumerate(self.objects):
             if obj.kind == DISTRACTOR:
                 continue
             offset = obj.pos - agent.pos
-            ahead, right = (0.0, 0.0) if self.collected[i] else (float(offset @ agent.dir_vec) / self.room_size,
-                                                                 float(offset @ agent.right_vec) / self.room_size)
+            ahead, right = (
+                (0.0, 0.0)
+                if self.collected[i]
+                else (float(offset @ agent.dir_vec) / self.room_size, float(offset @ agent.right_vec) / self.room_size)
+            )
             rows.append([ahead, right, float(obj.kind), float(self.collected[i])])
         return np.concatenate([head, np.ravel(rows)]).astype(np.float32)
 

@@ -68,22 +68,30 @@ class CollectGoodObjectsFactors:
     ):
         self.object_sets = _names("object_sets", object_sets, OBJECT_SET_NAMES)
         self.room_styles = _names("room_styles", room_styles, ROOM_STYLE_NAMES)
-        for name, value in (("num_x", num_x), ("num_z", num_z), ("num_headings", num_headings),
-                            ("num_layouts", num_layouts)):
+        for name, value in (
+            ("num_x", num_x),
+            ("num_z", num_z),
+            ("num_headings", num_headings),
+            ("num_layouts", num_layouts),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
         self.env_kwargs = dict(env_kwargs or {})
         self.heldout_pairings = []
         for pair in heldout_pairings:
             if len(pair) != 2 or pair[0] not in OBJECT_SET_NAMES or pair[1] not in ROOM_STYLE_NAMES:
-                raise ValueError(f"heldout_pairings entries must be [object_set, room_style] with object_set in "
-                                 f"{list(OBJECT_SET_NAMES)} and room_style in {list(ROOM_STYLE_NAMES)}; got {pair!r}")
+                raise ValueError(
+                    f"heldout_pairings entries must be [object_set, room_style] with object_set in "
+                    f"{list(OBJECT_SET_NAMES)} and room_style in {list(ROOM_STYLE_NAMES)}; got {pair!r}"
+                )
             if pair[0] in self.object_sets and pair[1] in self.room_styles:
                 self.heldout_pairings.append((self.object_sets.index(pair[0]), self.room_styles.index(pair[1])))
         factor_kwargs = sorted({"object_set", "room_style"} & set(self.env_kwargs))
         if factor_kwargs:
-            raise ValueError(f"env_kwargs must not set {factor_kwargs}: they are factors of this dataset "
-                             "(choose them with object_sets / room_styles)")
+            raise ValueError(
+                f"env_kwargs must not set {factor_kwargs}: they are factors of this dataset "
+                "(choose them with object_sets / room_styles)"
+            )
         self._envs: dict[tuple[int, int], CollectGoodObjects] = {}
         # The first environment is built now: it fails early on bad env_kwargs, and the room, box
         # and agent sizes and the turn step are read from it rather than restated here.
@@ -94,26 +102,38 @@ class CollectGoodObjectsFactors:
         self.image_shape: tuple[int, int, int] = tuple(int(s) for s in env.observation_space.shape)
 
         if not agent_radius <= agent_margin <= room_size / 2:
-            raise ValueError(f"agent_margin must lie between the agent's radius {agent_radius} m and half the "
-                             f"room ({room_size / 2} m), so every grid position is inside the room; got {agent_margin}")
+            raise ValueError(
+                f"agent_margin must lie between the agent's radius {agent_radius} m and half the "
+                f"room ({room_size / 2} m), so every grid position is inside the room; got {agent_margin}"
+            )
         heading_step = 360.0 / num_headings
         turns = heading_step / turn_step
         if abs(turns - round(turns)) > 1e-9 or round(turns) < 1:
-            raise ValueError(f"num_headings={num_headings} gives {heading_step:g}° between headings; it must be a "
-                             f"whole multiple of the env's turn step {turn_step:g}°")
+            raise ValueError(
+                f"num_headings={num_headings} gives {heading_step:g}° between headings; it must be a "
+                f"whole multiple of the env's turn step {turn_step:g}°"
+            )
 
         self.agent_x_values = np.linspace(agent_margin, room_size - agent_margin, num_x)
         self.agent_z_values = np.linspace(agent_margin, room_size - agent_margin, num_z)
         self.agent_dir_values = np.radians(heading_step * np.arange(num_headings))
         agent_grid = np.stack(np.meshgrid(self.agent_x_values, self.agent_z_values, indexing="ij"), -1).reshape(-1, 2)
         rng = np.random.default_rng(layout_seed)
-        layouts = [_draw_layout(len(env.objects), room_size, box_radius, agent_grid, agent_radius, rng)
-                   for _ in range(num_layouts)]
+        layouts = [
+            _draw_layout(len(env.objects), room_size, box_radius, agent_grid, agent_radius, rng)
+            for _ in range(num_layouts)
+        ]
         self.layout_xz = np.stack([xz for xz, _ in layouts])  # (K, num_objects, 2) box centres (m)
         self.layout_dir = np.stack([yaw for _, yaw in layouts])  # (K, num_objects) box yaws (rad)
 
-        self.factor_sizes = (len(self.object_sets), len(self.room_styles), int(num_x), int(num_z),
-                             int(num_headings), int(num_layouts))
+        self.factor_sizes = (
+            len(self.object_sets),
+            len(self.room_styles),
+            int(num_x),
+            int(num_z),
+            int(num_headings),
+            int(num_layouts),
+        )
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n factor vectors drawn uniformly from the grid: int64 (n, 6)."""
@@ -130,20 +150,30 @@ class CollectGoodObjectsFactors:
     def render(self, factors: np.ndarray) -> np.ndarray:
         """The env's observation at each factor vector (n, 6): uint8 (n, H, W, 3)."""
         factors = np.asarray(factors)
-        if factors.ndim != 2 or factors.shape[1] != len(self.factor_sizes) or \
-                (factors.size and not np.issubdtype(factors.dtype, np.integer)):
-            raise ValueError(f"factors must be integer class indices of shape (n, {len(self.factor_sizes)}) "
-                             f"for {self.factor_names}; got dtype {factors.dtype}, shape {factors.shape}")
+        if (
+            factors.ndim != 2
+            or factors.shape[1] != len(self.factor_sizes)
+            or (factors.size and not np.issubdtype(factors.dtype, np.integer))
+        ):
+            raise ValueError(
+                f"factors must be integer class indices of shape (n, {len(self.factor_sizes)}) "
+                f"for {self.factor_names}; got dtype {factors.dtype}, shape {factors.shape}"
+            )
         bad = (factors < 0) | (factors >= np.array(self.factor_sizes))
         if bad.any():
             row, col = np.argwhere(bad)[0]
-            raise ValueError(f"factors[{row}, {col}] = {factors[row, col]} is outside {self.factor_names[col]}'s "
-                             f"range 0..{self.factor_sizes[col] - 1}")
+            raise ValueError(
+                f"factors[{row}, {col}] = {factors[row, col]} is outside {self.factor_names[col]}'s "
+                f"range 0..{self.factor_sizes[col] - 1}"
+            )
         images = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
         for i, (object_set, room_style, x, z, heading, layout) in enumerate(factors):
             images[i] = self._env(object_set, room_style).set_scene(
-                (self.agent_x_values[x], self.agent_z_values[z]), self.agent_dir_values[heading],
-                self.layout_xz[layout], self.layout_dir[layout])
+                (self.agent_x_values[x], self.agent_z_values[z]),
+                self.agent_dir_values[heading],
+                self.layout_xz[layout],
+                self.layout_dir[layout],
+            )
         return images
 
     def object_masks(self, factors: np.ndarray) -> np.ndarray:
@@ -165,8 +195,9 @@ class CollectGoodObjectsFactors:
     def _env(self, object_set: int, room_style: int) -> CollectGoodObjects:
         key = (int(object_set), int(room_style))
         if key not in self._envs:
-            self._envs[key] = CollectGoodObjects(object_set=self.object_sets[key[0]],
-                                                 room_style=self.room_styles[key[1]], **self.env_kwargs)
+            self._envs[key] = CollectGoodObjects(
+                object_set=self.object_sets[key[0]], room_style=self.room_styles[key[1]], **self.env_kwargs
+            )
         return self._envs[key]
 
 
@@ -178,8 +209,14 @@ def _names(argument: str, values: Sequence[str], options: Sequence[str]) -> tupl
     return values
 
 
-def _draw_layout(num_objects: int, room_size: float, box_radius: float, agent_grid: np.ndarray,
-                 agent_radius: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _draw_layout(
+    num_objects: int,
+    room_size: float,
+    box_radius: float,
+    agent_grid: np.ndarray,
+    agent_radius: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """Box centres (num_objects, 2) and yaws (num_objects,) that touch no wall, box or agent grid position.
 
     Boxes are dropped one at a time at uniform random points, skipping points that collide, as
@@ -197,6 +234,8 @@ def _draw_layout(num_objects: int, room_size: float, box_radius: float, agent_gr
                 placed.append(point)
         if len(placed) == num_objects:
             return np.array(placed).reshape(num_objects, 2), rng.uniform(-math.pi, math.pi, num_objects)
-    raise ValueError(f"no room for {num_objects} boxes of radius {box_radius:.2f} m clear of all {len(agent_grid)} "
-                     f"agent grid positions in a {room_size} m room; use fewer positions (num_x, num_z) or a "
-                     "larger agent_margin")
+    raise ValueError(
+        f"no room for {num_objects} boxes of radius {box_radius:.2f} m clear of all {len(agent_grid)} "
+        f"agent grid positions in a {room_size} m room; use fewer positions (num_x, num_z) or a "
+        "larger agent_margin"
+    )

@@ -37,8 +37,9 @@ class Domain:
     def __post_init__(self):
         unknown = [w for w in self.wrappers if w not in SHIFTS]
         if unknown:
-            raise ValueError(f"domain {self.name!r}: unknown shift {unknown[0]!r} under {WRAPPERS}; "
-                             f"known shifts: {sorted(SHIFTS)}")
+            raise ValueError(
+                f"domain {self.name!r}: unknown shift {unknown[0]!r} under {WRAPPERS}; known shifts: {sorted(SHIFTS)}"
+            )
 
     def make(self) -> gym.Env:
         env_id = registered_id(self.env_id, self.name)
@@ -70,16 +71,26 @@ def registered_id(env_id: str, domain: str = "?") -> str:
         importlib.import_module(package)
         if env_id in gym.registry:
             return f"{package}:{env_id}"
-    raise ValueError(f"domain {domain!r}: env id {env_id!r} is not registered with Gymnasium"
-                     + (f" (the installed package {package!r} does not register it)" if package and
-                        importlib.util.find_spec(package) else "")
-                     + f". If a package of yours registers it when imported, write env.id=<package>:{env_id} "
-                       f"(for example env.id=my_envs:{env_id} for my_envs.py on PYTHONPATH)")
+    raise ValueError(
+        f"domain {domain!r}: env id {env_id!r} is not registered with Gymnasium"
+        + (
+            f" (the installed package {package!r} does not register it)"
+            if package and importlib.util.find_spec(package)
+            else ""
+        )
+        + f". If a package of yours registers it when imported, write env.id=<package>:{env_id} "
+        f"(for example env.id=my_envs:{env_id} for my_envs.py on PYTHONPATH)"
+    )
 
 
-def domains_from_config(env_id: str, common: Mapping[str, Any], table: Mapping[str, Mapping[str, Any]],
-                        names: Sequence[str], role: str,
-                        common_wrappers: Mapping[str, Mapping[str, Any]] | None = None) -> list[Domain]:
+def domains_from_config(
+    env_id: str,
+    common: Mapping[str, Any],
+    table: Mapping[str, Mapping[str, Any]],
+    names: Sequence[str],
+    role: str,
+    common_wrappers: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Domain]:
     """Look up ``names`` in the domain table.
 
     Each domain's kwargs are laid over ``common``; its ``wrappers`` follow ``common_wrappers``
@@ -122,8 +133,10 @@ class DomainMixture(gym.Env):
         if name not in self.envs:
             env = self.domains[name].make()
             if self.envs and (env.observation_space != self.observation_space or env.action_space != self.action_space):
-                raise ValueError(f"domain {name!r} has spaces {env.observation_space}, {env.action_space}; "
-                                 f"domain {self.names[0]!r} has {self.observation_space}, {self.action_space}")
+                raise ValueError(
+                    f"domain {name!r} has spaces {env.observation_space}, {env.action_space}; "
+                    f"domain {self.names[0]!r} has {self.observation_space}, {self.action_space}"
+                )
             self.envs[name] = env
         return self.envs[name]
 

@@ -32,14 +32,14 @@ SQUARE, ELLIPSE, HEART = 0, 1, 2
 
 # Geometry fitted to the genuine GIF frames (pixels at scale 1; see the module docstring).
 SQUARE_HALF_SIDE = 9.6
-ELLIPSE_SEMI_AXES = (12.76, 7.22)   # (horizontal, vertical) at orientation 0
-HEART_CURVE_SCALE = (0.6, 0.6625)   # (x, y) scale of the classic heart curve
+ELLIPSE_SEMI_AXES = (12.76, 7.22)  # (horizontal, vertical) at orientation 0
+HEART_CURVE_SCALE = (0.6, 0.6625)  # (x, y) scale of the classic heart curve
 HEART_CURVE_SHIFT_UP = 1.43
 
 IMAGE_SIZE = 64
-CENTRE_MARGIN = 16.0    # centre of a sprite at position 0; position 1 is IMAGE_SIZE - CENTRE_MARGIN
-WINDOW = 32             # side of the pixel window evaluated around each sprite's centre
-TABLE_EXTENT = 16.0     # the canonical tables cover [-TABLE_EXTENT, TABLE_EXTENT]^2 scale-1 pixels
+CENTRE_MARGIN = 16.0  # centre of a sprite at position 0; position 1 is IMAGE_SIZE - CENTRE_MARGIN
+WINDOW = 32  # side of the pixel window evaluated around each sprite's centre
+TABLE_EXTENT = 16.0  # the canonical tables cover [-TABLE_EXTENT, TABLE_EXTENT]^2 scale-1 pixels
 TABLE_BINS_PER_PIXEL = 32
 
 
@@ -158,21 +158,24 @@ class DSprites:
 
         images = np.zeros((len(factors), IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
         for image, window, x, y in zip(images, windows, left, top):
-            image[y:y + WINDOW, x:x + WINDOW, 0] = window
+            image[y : y + WINDOW, x : x + WINDOW, 0] = window
         return images
 
     def _checked(self, factors: np.ndarray) -> np.ndarray:
         """factors as int64 (n, 5) within the grid, or a ValueError that says what is wrong."""
         factors = np.asarray(factors)
         if factors.ndim != 2 or factors.shape[1] != len(self.factor_sizes):
-            raise ValueError(f"factors has shape {factors.shape}; expected (n, {len(self.factor_sizes)}) "
-                             f"columns {self.factor_names}")
+            raise ValueError(
+                f"factors has shape {factors.shape}; expected (n, {len(self.factor_sizes)}) columns {self.factor_names}"
+            )
         if factors.size and not np.issubdtype(factors.dtype, np.integer):
             raise ValueError(f"factors has dtype {factors.dtype}; expected integer class indices")
         factors = factors.astype(np.int64)
         bad = (factors < 0) | (factors >= np.asarray(self.factor_sizes))
         if bad.any():
             row, column = np.argwhere(bad)[0]
-            raise ValueError(f"factors[{row}, {column}] = {factors[row, column]} is outside "
-                             f"{self.factor_names[column]}'s classes 0..{self.factor_sizes[column] - 1}")
+            raise ValueError(
+                f"factors[{row}, {column}] = {factors[row, column]} is outside "
+                f"{self.factor_names[column]}'s classes 0..{self.factor_sizes[column] - 1}"
+            )
         return factors

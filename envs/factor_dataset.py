@@ -47,7 +47,9 @@ def flat_index(factors: np.ndarray, factor_sizes) -> np.ndarray:
 
 def grid_factors(factor_sizes) -> np.ndarray:
     """Every grid point, in flat-index order: int64 (prod(factor_sizes), num_factors)."""
-    return np.stack(np.unravel_index(np.arange(int(np.prod(factor_sizes))), tuple(factor_sizes)), axis=1).astype(np.int64)
+    return np.stack(np.unravel_index(np.arange(int(np.prod(factor_sizes))), tuple(factor_sizes)), axis=1).astype(
+        np.int64
+    )
 
 
 MAX_DRAWS = 1000  # rejection sampling of allowed points gives up after this many tries
@@ -80,5 +82,6 @@ def sweep_factors(dataset: FactorDataset, n: int, factor: int, rng: np.random.Ge
         factors[:, factor] = rng.integers(0, dataset.factor_sizes[factor], n)
         if _allowed(dataset, factors).all():
             return factors
-    raise ValueError(f"{type(dataset).__name__}: no sweep of factor {factor} free of disallowed points "
-                     f"in {MAX_DRAWS} draws")
+    raise ValueError(
+        f"{type(dataset).__name__}: no sweep of factor {factor} free of disallowed points in {MAX_DRAWS} draws"
+    )

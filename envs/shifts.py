@@ -34,10 +34,12 @@ class AppearanceShift(gym.ObservationWrapper):
     def __init__(self, env: gym.Env, intensity: float):
         super().__init__(env)
         space = env.observation_space
-        if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
-                and space.shape[2] == 3):
-            raise ValueError(f"{type(self).__name__} shifts uint8 RGB frames (H, W, 3); "
-                             f"this env's observations are {space}")
+        if not (
+            isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3 and space.shape[2] == 3
+        ):
+            raise ValueError(
+                f"{type(self).__name__} shifts uint8 RGB frames (H, W, 3); this env's observations are {space}"
+            )
         if not 0.0 <= float(intensity) <= 1.0:
             raise ValueError(f"{type(self).__name__}: intensity must lie in [0, 1], got {intensity}")
         self.intensity = float(intensity)
@@ -110,8 +112,10 @@ class ChannelPermutation(LinearColourShift):
     def __init__(self, env: gym.Env, intensity: float, permutation: str = "brg"):
         super().__init__(env, intensity)
         if sorted(permutation) != ["b", "g", "r"] or permutation == "rgb":
-            raise ValueError(f"channel_permutation: permutation must reorder the letters 'rgb' (e.g. 'brg', 'bgr'), "
-                             f"got {permutation!r}")
+            raise ValueError(
+                f"channel_permutation: permutation must reorder the letters 'rgb' (e.g. 'brg', 'bgr'), "
+                f"got {permutation!r}"
+            )
         reorder = np.eye(3)[["rgb".index(c) for c in permutation]]
         self.matrix = _affine((1 - self.intensity) * np.eye(3) + self.intensity * reorder)
 
@@ -142,11 +146,19 @@ class BackgroundNoise(AppearanceShift):
     same seed gets the same noise; later unseeded resets continue that generator's stream.
     """
 
-    def __init__(self, env: gym.Env, intensity: float, max_amplitude: float = 96.0, tolerance: int = 8,
-                 background_rgb: Sequence[int] | None = None):
+    def __init__(
+        self,
+        env: gym.Env,
+        intensity: float,
+        max_amplitude: float = 96.0,
+        tolerance: int = 8,
+        background_rgb: Sequence[int] | None = None,
+    ):
         super().__init__(env, intensity)
         if background_rgb is not None and (len(background_rgb) != 3 or not all(0 <= c <= 255 for c in background_rgb)):
-            raise ValueError(f"background_noise: background_rgb must be three values in 0..255, got {list(background_rgb)}")
+            raise ValueError(
+                f"background_noise: background_rgb must be three values in 0..255, got {list(background_rgb)}"
+            )
         self.amplitude = self.intensity * float(max_amplitude)
         self.tolerance = int(tolerance)
         self.background_rgb = None if background_rgb is None else tuple(int(c) for c in background_rgb)

@@ -33,14 +33,20 @@ def square_images(n: int = 8, seed: int = 0, shape=(3, 64, 64)) -> torch.Tensor:
     x = 0.1 * torch.rand(n, *shape, generator=g)
     for i in range(n):
         top, left = torch.randint(0, 40, (2,), generator=g).tolist()
-        x[i, :, top: top + 20, left: left + 20] = torch.rand(shape[0], 1, 1, generator=g)
+        x[i, :, top : top + 20, left : left + 20] = torch.rand(shape[0], 1, 1, generator=g)
     return x
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m darla.stage ARGS`` in a fresh interpreter, as a user would run it (``env``: extra variables)."""
-    return subprocess.run([sys.executable, "-m", "darla.stage", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "darla.stage", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
 
 
 def output(proc: subprocess.CompletedProcess) -> str:
@@ -48,7 +54,9 @@ def output(proc: subprocess.CompletedProcess) -> str:
 
 
 def check_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (
+        f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 
@@ -66,8 +74,11 @@ def sha256(path: Path) -> str:
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
     """Every file under ``root``: content hash and modification time (to see that nothing was rewritten)."""
-    return {str(p.relative_to(root)): (sha256(p), p.stat().st_mtime_ns)
-            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (sha256(p), p.stat().st_mtime_ns)
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }
 
 
 @dataclass

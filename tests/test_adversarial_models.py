@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_cfg
-from conftest import square_images as images
 from hydra.utils import instantiate
 
+from conftest import compose_cfg
+from conftest import square_images as images
 from darla.artifacts import load_state, load_weights, save_weights
 from darla.vision_training import FrameBatches, train_vision
 from vision_models import VisionModel
@@ -26,7 +26,6 @@ from vision_models.random_cnn import RandomCNN
 torch.set_num_threads(1)
 
 SHAPE = (3, 64, 64)
-
 
 
 def params(module):
@@ -222,8 +221,10 @@ def test_infogan_terms_match_a_hand_computation():
         d_real, d_fake = torch.sigmoid(model.discriminator.real_fake(features)).squeeze(1).double().chunk(2)
         q = model.discriminator.q(features[6:])
         mean, logvar, logits = q[:, :3], q[:, 3:6], q[:, 6:]
-        information = (-torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(codes).sum(1).mean()
-                       - torch.distributions.Categorical(logits=logits).log_prob(category).mean())
+        information = (
+            -torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(codes).sum(1).mean()
+            - torch.distributions.Categorical(logits=logits).log_prob(category).mean()
+        )
     discriminator = -(d_real.log().mean() + (1 - d_fake).log().mean())
     generator = -d_fake.log().mean()
     assert terms["discriminator"] == pytest.approx(discriminator.item(), rel=1e-5)
@@ -300,8 +301,9 @@ def test_infogan_encode_is_q_and_decode_is_the_generator_at_zero_noise():
 
 
 @pytest.mark.parametrize("categories", [0, 3])
-@pytest.mark.parametrize("frozen, falls", [(None, "information"), ("generator", "discriminator"),
-                                           ("discriminator", "generator")])
+@pytest.mark.parametrize(
+    "frozen, falls", [(None, "information"), ("generator", "discriminator"), ("discriminator", "generator")]
+)
 def test_infogan_training_steps_reduce_its_losses(categories, frozen, falls):
     # Both players lower the information term together; each GAN term falls when its player trains
     # against a fixed opponent (with both moving, neither GAN term need fall).
@@ -322,8 +324,10 @@ def test_infogan_training_steps_reduce_its_losses(categories, frozen, falls):
     assert set(terms) == {"discriminator", "generator", "information", "total"}
 
 
-@pytest.mark.parametrize("kwargs", [{"latent_dim": 0}, {"noise_dim": -1}, {"categories": 1}, {"info_weight": -1.0},
-                                    {"discriminator_lr": 0.0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"latent_dim": 0}, {"noise_dim": -1}, {"categories": 1}, {"info_weight": -1.0}, {"discriminator_lr": 0.0}],
+)
 def test_infogan_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         InfoGAN(SHAPE, **kwargs)
@@ -407,8 +411,14 @@ def test_training_loop_checkpoints_every_optimiser_and_resumes(name, tmp_path):
     checkpoint = tmp_path / "vision.safetensors"
     model = MODELS[name]()
     initial = params(model)
-    args = {"batch_size": 4, "lr": 1e-4, "checkpoint": checkpoint, "seed": 0, "device": torch.device("cpu"),
-            "checkpoint_every": 1}
+    args = {
+        "batch_size": 4,
+        "lr": 1e-4,
+        "checkpoint": checkpoint,
+        "seed": 0,
+        "device": torch.device("cpu"),
+        "checkpoint_every": 1,
+    }
     train_vision(model, FrameBatches(frames), steps=2, **args)
     state = load_state(checkpoint)
     assert state["step"] == 2
@@ -433,7 +443,8 @@ def test_configs_instantiate(name):
 
 
 def test_random_cnn_config_follows_the_run_seed():
-    encoders = [instantiate(compose_cfg("see", ["vision_model=random_cnn", f"seed={s}"]).vision_model.model)
-                for s in (0, 0, 1)]
+    encoders = [
+        instantiate(compose_cfg("see", ["vision_model=random_cnn", f"seed={s}"]).vision_model.model) for s in (0, 0, 1)
+    ]
     assert same(params(encoders[0]), encoders[1])
     assert not same(params(encoders[0]), encoders[2])

@@ -34,8 +34,16 @@ def test_save_and_load_state_round_trip(tmp_path):
     generator = torch.Generator().manual_seed(123)
     generator.manual_seed(123)
     torch.randint(10, (4,), generator=generator)  # advance it: its state is not a fresh seed's
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": generator.get_state(),
-             "step": 41, "best": -0.25, "label": "vision", "history": [{"timesteps": 512, "mean": 1.5}], "empty": {}}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "sampler": generator.get_state(),
+        "step": 41,
+        "best": -0.25,
+        "label": "vision",
+        "history": [{"timesteps": 512, "mean": 1.5}],
+        "empty": {},
+    }
     path = save_state(tmp_path / "state.safetensors", state)
     loaded = load_state(path)
 
@@ -99,14 +107,17 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     assert target.read_text() == "replaced"
 
 
-@pytest.mark.parametrize("values, expected", [
-    ([1, 2, 3, 4, 5, 6, 7, 8], 4.5),  # middle four: 3..6
-    ([0, 0, 1, 2, 3, 4, 100, 100], 2.5),  # outliers trimmed
-    ([5.0], 5.0),
-    ([-1, 3], 1.0),  # fewer than four values: nothing to trim
-    ([9, 1, 5, 3, 7], 5.0),  # unsorted, n=5: trims one from each end -> mean(3, 5, 7)
-    ([1, 2, 3, 4], 2.5),  # n=4: trims one from each end -> mean(2, 3)
-])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([1, 2, 3, 4, 5, 6, 7, 8], 4.5),  # middle four: 3..6
+        ([0, 0, 1, 2, 3, 4, 100, 100], 2.5),  # outliers trimmed
+        ([5.0], 5.0),
+        ([-1, 3], 1.0),  # fewer than four values: nothing to trim
+        ([9, 1, 5, 3, 7], 5.0),  # unsorted, n=5: trims one from each end -> mean(3, 5, 7)
+        ([1, 2, 3, 4], 2.5),  # n=4: trims one from each end -> mean(2, 3)
+    ],
+)
 def test_interquartile_mean(values, expected):
     assert interquartile_mean(values) == pytest.approx(expected)
 
@@ -132,7 +143,9 @@ def test_run_episodes_is_reproducible_and_plays_exactly_the_seeded_episodes():
         torch_state = torch.get_rng_state()
         first = run_episodes(venv, random_act(venv), first_seed=7, episodes=5, domain=DOMAIN.name)
         # The caller's random streams are untouched.
-        assert np.array_equal(np.random.get_state()[1], caller_state) and torch.equal(torch.get_rng_state(), torch_state)
+        assert np.array_equal(np.random.get_state()[1], caller_state) and torch.equal(
+            torch.get_rng_state(), torch_state
+        )
         assert [e["seed"] for e in first] == [7, 8, 9, 10, 11]  # exactly `episodes` episodes, odd count included
         again = run_episodes(venv, random_act(venv), first_seed=7, episodes=5, domain=DOMAIN.name)
         assert again == first
@@ -142,7 +155,9 @@ def test_run_episodes_is_reproducible_and_plays_exactly_the_seeded_episodes():
         # A policy of the frame alone plays the same episode for a seed whatever the batching.
         batched = run_episodes(venv, frame_policy, first_seed=20, episodes=3, domain=OTHER.name)
         single = make_vec_env([DOMAIN, OTHER], 1, "dummy")
-        alone = [run_episodes(single, frame_policy, first_seed=s, episodes=1, domain=OTHER.name)[0] for s in (20, 21, 22)]
+        alone = [
+            run_episodes(single, frame_policy, first_seed=s, episodes=1, domain=OTHER.name)[0] for s in (20, 21, 22)
+        ]
         single.close()
         assert batched == alone
     finally:
@@ -166,10 +181,14 @@ def test_summary_when_the_source_return_is_zero(tmp_path):
     from darla.artifacts import read_json, write_jsonl
     from darla.transfer import summarize
 
-    episodes = [{"domain": "src", "role": "source", "policy": "policy", "seed": s, "return": r, "length": 10}
-                for s, r in ((0, 1.0), (1, -1.0))]
-    episodes += [{"domain": "tgt", "role": "target", "policy": "policy", "seed": s, "return": r, "length": 10}
-                 for s, r in ((0, 1.0), (1, 1.0))]
+    episodes = [
+        {"domain": "src", "role": "source", "policy": "policy", "seed": s, "return": r, "length": 10}
+        for s, r in ((0, 1.0), (1, -1.0))
+    ]
+    episodes += [
+        {"domain": "tgt", "role": "target", "policy": "policy", "seed": s, "return": r, "length": 10}
+        for s, r in ((0, 1.0), (1, 1.0))
+    ]
     write_jsonl(tmp_path / "episodes.jsonl", episodes)
     summary = summarize(tmp_path)
     assert summary["source"]["mean"] == 0 and summary["target"]["mean"] == 1

@@ -28,7 +28,11 @@ BAD = [
     ("see", ["dae.model.latent_dim=-3"], "dae.model.latent_dim"),
     ("see", ["dae.model.mask_min_frac=0.6"], "dae.model.mask_min_frac"),
     ("see", ["dae.model.mask_max_frac=1.5"], "dae.model.mask_max_frac"),
-    ("see", ["vision_model=beta_vae", "vision_model.model.reconstruction=laplace"], "vision_model.model.reconstruction"),
+    (
+        "see",
+        ["vision_model=beta_vae", "vision_model.model.reconstruction=laplace"],
+        "vision_model.model.reconstruction",
+    ),
     ("see", ["vision_model=beta_tcvae", "vision_model.model.estimator=xyz"], "vision_model.model.estimator"),
     ("see", ["vision_model=factor_vae", "vision_model.model.gamma=-35"], "vision_model.model.gamma"),
     ("see", ["metrics.compute={mig: {num_train: 1000, num_bins: 0}}"], "metrics.compute.mig.num_bins"),
@@ -52,7 +56,11 @@ BAD = [
     ("act", ["agent.hyperparameters.n_steps=0"], "agent.hyperparameters.n_steps"),
     ("act", ["agent.hyperparameters.ent_coef=nan"], "agent.hyperparameters.ent_coef"),
     ("act", ["agent.algorithm=A2C"], "agent.algorithm"),
-    ("act", ["agent=dqn", "agent.hyperparameters.exploration_fraction=2"], "agent.hyperparameters.exploration_fraction"),
+    (
+        "act",
+        ["agent=dqn", "agent.hyperparameters.exploration_fraction=2"],
+        "agent.hyperparameters.exploration_fraction",
+    ),
     ("act", ["agent=dqn", "agent.hyperparameters.buffer_size=0"], "agent.hyperparameters.buffer_size"),
     ("act", ["policy_threads=0"], "policy_threads"),
     ("transfer", ["transfer.episodes=0"], "transfer.episodes"),
@@ -79,8 +87,17 @@ def finished(quick_run, tmp_path_factory):
 def test_a_bad_setting_is_refused_in_one_line_and_nothing_is_lost(finished, tmp_path, stage, overrides, key):
     before = snapshot(finished)
     extra = [str(finished / QUICK_NAME / "see")] if stage == "diagnose" else []
-    proc = run_cli(stage, *extra, "experiment=quick", f"runs_dir={finished}", "overwrite=true", "vec_env=dummy",
-                   *overrides, cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        stage,
+        *extra,
+        "experiment=quick",
+        f"runs_dir={finished}",
+        "overwrite=true",
+        "vec_env=dummy",
+        *overrides,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"darla {stage}: error: "), proc.stderr
@@ -93,7 +110,14 @@ def test_a_bad_setting_is_refused_in_one_line_and_nothing_is_lost(finished, tmp_
 
 
 def test_a_traceback_is_shown_on_request(finished, tmp_path):
-    proc = run_cli("see", "experiment=quick", f"runs_dir={finished}", "see.frames=0", cwd=tmp_path, timeout=120,
-                   env={"DARLA_TRACEBACK": "1"})
+    proc = run_cli(
+        "see",
+        "experiment=quick",
+        f"runs_dir={finished}",
+        "see.frames=0",
+        cwd=tmp_path,
+        timeout=120,
+        env={"DARLA_TRACEBACK": "1"},
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "see.frames=0 is not allowed" in proc.stderr

@@ -12,8 +12,8 @@ import time
 
 import gymnasium as gym
 import numpy as np
-import torch
 import pytest
+import torch
 
 from envs import COLLECT_GOOD_OBJECTS
 from envs.collect_good_objects import OBJECT_SETS, CollectGoodObjects
@@ -51,8 +51,12 @@ def env_observation(env: gym.Env, agent_xz, heading: float, object_xz, object_di
 
 def scene(ds: CollectGoodObjectsFactors, row):
     """(agent_xz, heading, object_xz, object_dir) of one factor vector, from the dataset's value tables."""
-    return ((ds.agent_x_values[row[AGENT_X]], ds.agent_z_values[row[AGENT_Z]]), ds.agent_dir_values[row[AGENT_DIR]],
-            ds.layout_xz[row[LAYOUT]], ds.layout_dir[row[LAYOUT]])
+    return (
+        (ds.agent_x_values[row[AGENT_X]], ds.agent_z_values[row[AGENT_Z]]),
+        ds.agent_dir_values[row[AGENT_DIR]],
+        ds.layout_xz[row[LAYOUT]],
+        ds.layout_dir[row[LAYOUT]],
+    )
 
 
 def test_protocol_conformance(dataset):
@@ -90,8 +94,12 @@ def test_frame_equals_the_envs_own_observation_there(dataset):
     observations = []
     for row in rows:
         agent_xz, heading, object_xz, object_dir = scene(dataset, row)
-        env = gym.make(COLLECT_GOOD_OBJECTS, disable_env_checker=True, object_set=dataset.object_sets[row[OBJECT_SET]],
-                       room_style=dataset.room_styles[row[ROOM_STYLE]])
+        env = gym.make(
+            COLLECT_GOOD_OBJECTS,
+            disable_env_checker=True,
+            object_set=dataset.object_sets[row[OBJECT_SET]],
+            room_style=dataset.room_styles[row[ROOM_STYLE]],
+        )
         obs, factors = env_observation(env, agent_xz, heading, object_xz, object_dir)
         env.close()
         assert (factors["agent_x"], factors["agent_z"]) == pytest.approx(agent_xz)
@@ -119,8 +127,9 @@ def test_set_scene_brings_collected_objects_back():
 
 def test_env_kwargs_reach_every_environment(dataset):
     kwargs = {"light_intensity": 0.5, "cam_height": 1.2}
-    dim = CollectGoodObjectsFactors(object_sets=["cake_balloon"], room_styles=["default"], num_layouts=1,
-                                    env_kwargs=kwargs)
+    dim = CollectGoodObjectsFactors(
+        object_sets=["cake_balloon"], room_styles=["default"], num_layouts=1, env_kwargs=kwargs
+    )
     row = np.array([0, 0, 1, 1, 3, 0])
     env = CollectGoodObjects(object_set="cake_balloon", **kwargs)
     obs, _ = env_observation(env, *scene(dim, row))
@@ -196,16 +205,19 @@ def test_layouts_keep_every_box_clear_of_walls_boxes_and_agent_positions(dataset
     other.close()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"room_styles": ["marble"]}, r"room_styles must be distinct names"),
-    ({"object_sets": []}, r"object_sets must be distinct names"),
-    ({"num_x": 0}, r"num_x must be a positive integer"),
-    ({"num_headings": 5}, r"num_headings=5 gives 72°.*turn step 30°"),
-    ({"agent_margin": 0.2}, r"agent_margin must lie between"),
-    ({"num_x": 5, "num_z": 5, "agent_margin": 0.5}, r"no room for 6 boxes"),
-    ({"env_kwargs": {"room_style": "cinder"}}, r"env_kwargs must not set \['room_style'\]"),
-    ({"heldout_pairings": [["hat_can", "marble"]]}, r"heldout_pairings entries must be \[object_set, room_style\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"room_styles": ["marble"]}, r"room_styles must be distinct names"),
+        ({"object_sets": []}, r"object_sets must be distinct names"),
+        ({"num_x": 0}, r"num_x must be a positive integer"),
+        ({"num_headings": 5}, r"num_headings=5 gives 72°.*turn step 30°"),
+        ({"agent_margin": 0.2}, r"agent_margin must lie between"),
+        ({"num_x": 5, "num_z": 5, "agent_margin": 0.5}, r"no room for 6 boxes"),
+        ({"env_kwargs": {"room_style": "cinder"}}, r"env_kwargs must not set \['room_style'\]"),
+        ({"heldout_pairings": [["hat_can", "marble"]]}, r"heldout_pairings entries must be \[object_set, room_style\]"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CollectGoodObjectsFactors(**{"object_sets": ["hat_can"], "room_styles": ["default"], **kwargs})
@@ -216,12 +228,19 @@ def test_heldout_pairing_is_never_drawn_for_training():
     from darla.vision_training import FactorBatches
     from envs.factor_dataset import grid_factors
 
-    ds = CollectGoodObjectsFactors(room_styles=ROOM_STYLES, num_x=1, num_z=1, num_headings=1, num_layouts=1,
-                                   heldout_pairings=[["hat_can", "alternative"]])
+    ds = CollectGoodObjectsFactors(
+        room_styles=ROOM_STYLES,
+        num_x=1,
+        num_z=1,
+        num_headings=1,
+        num_layouts=1,
+        heldout_pairings=[["hat_can", "alternative"]],
+    )
     try:
         grid = grid_factors(ds.factor_sizes)
-        heldout = (grid[:, OBJECT_SET] == ds.object_sets.index("hat_can")) & \
-                  (grid[:, ROOM_STYLE] == ds.room_styles.index("alternative"))
+        heldout = (grid[:, OBJECT_SET] == ds.object_sets.index("hat_can")) & (
+            grid[:, ROOM_STYLE] == ds.room_styles.index("alternative")
+        )
         assert heldout.sum() == 1 and (ds.allowed(grid) == ~heldout).all()
         generator = torch.Generator().manual_seed(0)
         for kind in ("images", "factor_sweeps"):

@@ -19,8 +19,14 @@ from darla.evaluation import interquartile_mean, rank_correlation, stratified_bo
 from darla.leaderboard import build_leaderboard
 
 TARGETS = ["heldout_pairing", "sky_red"]
-TINY = ["experiment=quick", "num_envs=2", "act.total_timesteps=512", "act.eval_every=512",
-        f"env.targets=[{','.join(TARGETS)}]", "transfer.random_policy=false"]
+TINY = [
+    "experiment=quick",
+    "num_envs=2",
+    "act.total_timesteps=512",
+    "act.eval_every=512",
+    f"env.targets=[{','.join(TARGETS)}]",
+    "transfer.random_policy=false",
+]
 
 
 def read_jsonl(path):
@@ -30,15 +36,23 @@ def read_jsonl(path):
 def per_domain_means(transfer_dir):
     rows = [r for r in read_jsonl(transfer_dir / "episodes.jsonl") if r["policy"] == "policy"]
     domains = list(dict.fromkeys(r["domain"] for r in rows))
-    return {d: np.mean([r["return"] for r in rows if r["domain"] == d]) for d in domains}, {r["domain"]: r["role"] for r in rows}
+    return {d: np.mean([r["return"] for r in rows if r["domain"] == d]) for d in domains}, {
+        r["domain"]: r["role"] for r in rows
+    }
 
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     """``compare`` over two cheap vision models x two seeds at a tiny budget, run to the end."""
     root = tmp_path_factory.mktemp("compare")
-    args = ("compare", f"runs_dir={root / 'runs'}", "compare.name=tiny", "compare.vision_models=[oracle,random_cnn]",
-            "compare.seeds=[0,1]", *TINY)
+    args = (
+        "compare",
+        f"runs_dir={root / 'runs'}",
+        "compare.name=tiny",
+        "compare.vision_models=[oracle,random_cnn]",
+        "compare.seeds=[0,1]",
+        *TINY,
+    )
     proc = check_ok(run_cli(*args, cwd=root, timeout=1200))
     return root, root / "runs" / "tiny", args, proc
 
@@ -52,8 +66,7 @@ def test_compare_runs_every_job_and_writes_the_leaderboard(comparison):
             assert read_json(run / "act" / "config.json")["seed"] == seed
     assert not (tiny / "oracle" / "seed0" / "see").exists()  # the oracle has no vision stage
     assert (tiny / "random_cnn" / "seed1" / "see" / "manifest.json").exists()
-    for name in ("leaderboard.md", "leaderboard.csv", "runs.csv", "returns_per_domain.png",
-                 "training_curves.png"):
+    for name in ("leaderboard.md", "leaderboard.csv", "runs.csv", "returns_per_domain.png", "training_curves.png"):
         assert (tiny / name).stat().st_size > 0, name
     assert "| oracle | 2 |" in (tiny / "leaderboard.md").read_text() and "Leaderboard: tiny" in output(proc)
 
@@ -79,7 +92,12 @@ def test_leaderboard_numbers_follow_from_the_raw_episodes(comparison):
             assert float(row[f"{column}_iqm"]) == pytest.approx(interquartile_mean(table.ravel()))
             assert float(row[f"{column}_mean"]) == pytest.approx(table.mean())
             assert float(row[f"{column}_std"]) == pytest.approx(table.mean(axis=1).std(ddof=1))
-            assert table.min() - 1e-9 <= float(row[f"{column}_ci_low"]) <= float(row[f"{column}_ci_high"]) <= table.max() + 1e-9
+            assert (
+                table.min() - 1e-9
+                <= float(row[f"{column}_ci_low"])
+                <= float(row[f"{column}_ci_high"])
+                <= table.max() + 1e-9
+            )
         if np.all(np.isfinite(ratios)):
             assert float(row["transfer_ratio_iqm"]) == pytest.approx(interquartile_mean(ratios))
 
@@ -87,7 +105,9 @@ def test_leaderboard_numbers_follow_from_the_raw_episodes(comparison):
 def test_an_interrupted_comparison_reruns_nothing_and_the_leaderboard_is_rebuilt_the_same(comparison):
     root, tiny, args, _ = comparison
     leaderboard = (tiny / "leaderboard.csv").read_text()
-    runs_before = {k: v for k, v in snapshot(tiny).items() if "/seed" in k and "/.hydra/" not in k and not k.endswith(".log")}
+    runs_before = {
+        k: v for k, v in snapshot(tiny).items() if "/seed" in k and "/.hydra/" not in k and not k.endswith(".log")
+    }
     # Remove one finished run's transfer: re-running compare redoes exactly that stage.
     redo = tiny / "random_cnn" / "seed1" / "transfer"
     shutil.rmtree(redo)
@@ -166,32 +186,36 @@ def test_stratified_bootstrap_resamples_seeds_within_each_domain():
     table = np.array([[0.0, 10.0], [1.0, 11.0], [2.0, 12.0], [3.0, 13.0], [4.0, 14.0]])
     low, high = stratified_bootstrap_ci(table, np.random.default_rng(1), statistic=np.mean, resamples=4000)
     direct = np.random.default_rng(2)
-    draws = [table[direct.integers(5, size=5), 0].mean() + table[direct.integers(5, size=5), 1].mean()
-             for _ in range(4000)]
+    draws = [
+        table[direct.integers(5, size=5), 0].mean() + table[direct.integers(5, size=5), 1].mean() for _ in range(4000)
+    ]
     expected = np.percentile(np.array(draws) / 2, [2.5, 97.5])
     assert (low, high) == pytest.approx(tuple(expected), abs=0.15)
     with pytest.raises(ValueError, match="runs, tasks"):
         stratified_bootstrap_ci(np.zeros(3), rng)
 
 
-def test_rank_correlation_matches_scipy_with_ties():
-    from scipy.stats import spearmanr
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 4, 25).astype(float)
-    y = x + rng.normal(size=25)
-    assert rank_correlation(x, y) == pytest.approx(spearmanr(x, y)[0])
+def test_rank_correlation_by_hand():
+    # Ties share their average rank: ranks (1, 2.5, 2.5, 4) and (1, 3, 2, 4), Pearson's on them is 3 / sqrt(10).
+    assert rank_correlation([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(3 / np.sqrt(10))
     assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(rank_correlation([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError, match="1-D"):
+        rank_correlation([1, 2, 3], [1, 2])
 
 
 def test_oracle_reads_the_task_state_not_the_frames():
     from darla.vec_env import make_vec_env
     from envs.domains import Domain
 
-    domains = [Domain("a", "darla/CollectGoodObjects-v0", {"object_set": "hat_can"}),
-               Domain("b", "darla/CollectGoodObjects-v0", {"object_set": "hat_can", "sky_rgb": [0.8, 0.1, 0.1],
-                                                          "num_distractors": 2})]
+    domains = [
+        Domain("a", "darla/CollectGoodObjects-v0", {"object_set": "hat_can"}),
+        Domain(
+            "b",
+            "darla/CollectGoodObjects-v0",
+            {"object_set": "hat_can", "sky_rgb": [0.8, 0.1, 0.1], "num_distractors": 2},
+        ),
+    ]
     venv = make_vec_env(domains, 2, "dummy", seed=3, state=True)
     try:
         assert venv.observation_space.shape == (29,)  # 5 agent values + 4 per good/bad object
@@ -208,8 +232,9 @@ def test_oracle_reads_the_task_state_not_the_frames():
 
 
 def test_oracle_is_refused_on_an_env_without_a_state(tmp_path):
-    from darla.latent_env import StateObservation
     import gymnasium as gym
+
+    from darla.latent_env import StateObservation
 
     with pytest.raises(ValueError, match="reports no ground-truth state"):
         StateObservation(gym.make("CartPole-v1"))
@@ -224,7 +249,7 @@ def test_darla_ft_fine_tunes_the_encoder_and_transfer_plays_its_own_copy(quick_r
     policy = load_file(runs / "ft" / "act" / "policy.safetensors")
     see = load_file(quick_run.see / "vision_model.safetensors")
     prefix = "features_extractor.vision."
-    tuned = {k[len(prefix):]: v for k, v in policy.items() if k.startswith(prefix)}
+    tuned = {k[len(prefix) :]: v for k, v in policy.items() if k.startswith(prefix)}
     assert set(see) <= set(tuned)
     encoder_keys = [k for k in see if k.startswith("encoder.")]
     assert encoder_keys and any(not torch.equal(see[k], tuned[k]) for k in encoder_keys)  # RL moved the encoder
@@ -239,14 +264,22 @@ def test_darla_ft_fine_tunes_the_encoder_and_transfer_plays_its_own_copy(quick_r
 def test_graded_shifts_pair_intensities_of_one_shift():
     from darla.leaderboard import graded_shifts
 
-    roles = {"plain": "source", "hue_0.5": "target", "hue_1.0": "target", "big_hue_0.5": "target",
-             "tint_0.5": "target", "two": "target"}
-    settings = {"plain": {"env_id": "e"},
-                "hue_0.5": {"env_id": "e", "wrappers": {"hue": {"intensity": 0.5}}},
-                "hue_1.0": {"env_id": "e", "wrappers": {"hue": {"intensity": 1.0}}},
-                "big_hue_0.5": {"env_id": "e", "size": 6, "wrappers": {"hue": {"intensity": 0.5}}},
-                "tint_0.5": {"env_id": "e", "wrappers": {"tint": {"intensity": 0.5, "rgb": [0, 0, 255]}}},
-                "two": {"env_id": "e", "wrappers": {"hue": {"intensity": 0.2}, "tint": {"intensity": 0.2}}}}
+    roles = {
+        "plain": "source",
+        "hue_0.5": "target",
+        "hue_1.0": "target",
+        "big_hue_0.5": "target",
+        "tint_0.5": "target",
+        "two": "target",
+    }
+    settings = {
+        "plain": {"env_id": "e"},
+        "hue_0.5": {"env_id": "e", "wrappers": {"hue": {"intensity": 0.5}}},
+        "hue_1.0": {"env_id": "e", "wrappers": {"hue": {"intensity": 1.0}}},
+        "big_hue_0.5": {"env_id": "e", "size": 6, "wrappers": {"hue": {"intensity": 0.5}}},
+        "tint_0.5": {"env_id": "e", "wrappers": {"tint": {"intensity": 0.5, "rgb": [0, 0, 255]}}},
+        "two": {"env_id": "e", "wrappers": {"hue": {"intensity": 0.2}, "tint": {"intensity": 0.2}}},
+    }
     # Only the plain hue targets form a series: the bigger room, the lone tint and the double shift do not.
     assert graded_shifts(roles, settings) == {"hue": [(0.5, "hue_0.5"), (1.0, "hue_1.0")]}
 

@@ -26,10 +26,18 @@ def colour_mask(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
 def blobs(mask: np.ndarray) -> list[dict]:
     """Connected pieces of a mask: bounding box and centre, top to bottom then left to right."""
     count, _, stats, centres = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    found = [{"left": stats[i, cv2.CC_STAT_LEFT], "top": stats[i, cv2.CC_STAT_TOP],
-              "bottom": stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] - 1,
-              "width": stats[i, cv2.CC_STAT_WIDTH], "height": stats[i, cv2.CC_STAT_HEIGHT],
-              "x": centres[i][0], "y": centres[i][1]} for i in range(1, count)]
+    found = [
+        {
+            "left": stats[i, cv2.CC_STAT_LEFT],
+            "top": stats[i, cv2.CC_STAT_TOP],
+            "bottom": stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] - 1,
+            "width": stats[i, cv2.CC_STAT_WIDTH],
+            "height": stats[i, cv2.CC_STAT_HEIGHT],
+            "x": centres[i][0],
+            "y": centres[i][1],
+        }
+        for i in range(1, count)
+    ]
     return sorted(found, key=lambda b: (round(b["y"]), b["x"]))
 
 
@@ -67,8 +75,10 @@ def row_of(value: float, rows: np.ndarray, ticks: list[float]) -> float:
 
 # interval_plot
 
-INTERVALS = {"first": [(1.0, 0.0, 2.0), (2.0, 1.0, 3.0), (3.0, 2.0, 4.0)],
-             "second": [(2.0, 0.0, 4.0), (2.0, 1.0, 3.0), (2.0, 1.5, 2.5)]}
+INTERVALS = {
+    "first": [(1.0, 0.0, 2.0), (2.0, 1.0, 3.0), (3.0, 2.0, 4.0)],
+    "second": [(2.0, 0.0, 4.0), (2.0, 1.0, 3.0), (2.0, 1.5, 2.5)],
+}
 
 
 def test_interval_plot_draws_each_dot_and_whisker_at_its_values():
@@ -97,8 +107,10 @@ def test_interval_plot_draws_each_dot_and_whisker_at_its_values():
 
 
 def test_interval_plot_leaves_a_missing_value_out_and_marks_the_sources():
-    series = {"first": INTERVALS["first"][:1] + [(math.nan,) * 3] + INTERVALS["first"][2:],
-              "second": INTERVALS["second"]}
+    series = {
+        "first": INTERVALS["first"][:1] + [(math.nan,) * 3] + INTERVALS["first"][2:],
+        "second": INTERVALS["second"],
+    }
     image = interval_plot(["a", "b", "c"], series, divider=1)
     assert len(dots(image, PALETTE[0])) == 1 + 2 and len(dots(image, PALETTE[1])) == 1 + 3
     a_dots, b_dots = (sorted(dots(image, colour)[1:], key=lambda b: b["x"]) for colour in PALETTE[:2])
@@ -124,17 +136,20 @@ def test_interval_plot_widens_so_many_series_never_overlap():
         assert len(dots(image, colour)) == 1 + len(categories)  # the legend's and one per category, all apart
 
 
-@pytest.mark.parametrize("categories, series, kwargs, message", [
-    ([], {"m": []}, {}, "categories"),
-    (["a"], {}, {}, "series must map"),
-    (["a", "b"], {"m": [(1, 0, 2)]}, {}, r"series 'm' has shape \(1, 3\)"),
-    (["a", "b"], {"m": [(1, 0, 2), (1, 2, 3)]}, {}, "series 'm', category 'b'.*low <= point <= high"),
-    (["a"], {"m": [(1, 0, math.inf)]}, {}, "series 'm', category 'a'.*finite"),
-    (["a"], {"m": [(1, math.nan, 2)]}, {}, "series 'm', category 'a'.*three nan"),
-    (["a"], {"m": [(math.nan,) * 3]}, {}, "every"),
-    (["a", "b"], {"m": [(1, 0, 2)] * 2}, {"divider": 3}, "divider"),
-    (["a", "b"], {f"m{i}": [(1, 0, 2)] * 2 for i in range(5)}, {"width": 60}, "width 60"),
-])
+@pytest.mark.parametrize(
+    "categories, series, kwargs, message",
+    [
+        ([], {"m": []}, {}, "categories"),
+        (["a"], {}, {}, "series must map"),
+        (["a", "b"], {"m": [(1, 0, 2)]}, {}, r"series 'm' has shape \(1, 3\)"),
+        (["a", "b"], {"m": [(1, 0, 2), (1, 2, 3)]}, {}, "series 'm', category 'b'.*low <= point <= high"),
+        (["a"], {"m": [(1, 0, math.inf)]}, {}, "series 'm', category 'a'.*finite"),
+        (["a"], {"m": [(1, math.nan, 2)]}, {}, "series 'm', category 'a'.*three nan"),
+        (["a"], {"m": [(math.nan,) * 3]}, {}, "every"),
+        (["a", "b"], {"m": [(1, 0, 2)] * 2}, {"divider": 3}, "divider"),
+        (["a", "b"], {f"m{i}": [(1, 0, 2)] * 2 for i in range(5)}, {"width": 60}, "width 60"),
+    ],
+)
 def test_interval_plot_rejects_bad_input(categories, series, kwargs, message):
     with pytest.raises(ValueError, match=message):
         interval_plot(categories, series, **kwargs)
@@ -144,20 +159,34 @@ def test_interval_plot_rejects_bad_input(categories, series, kwargs, message):
 
 
 def test_scatter_plot_puts_each_dot_at_its_values_in_its_own_scales():
-    first = {"x": [0.0, 1.0, 2.0, 2.0], "y": [0.0, 1.0, 2.0, 0.0], "series": ["A", "A", "A", "B"],
-             "xlabel": "MIG", "ylabel": "target return", "title": "MIG: rho = 0.40 (n=4)"}
+    first = {
+        "x": [0.0, 1.0, 2.0, 2.0],
+        "y": [0.0, 1.0, 2.0, 0.0],
+        "series": ["A", "A", "A", "B"],
+        "xlabel": "MIG",
+        "ylabel": "target return",
+        "title": "MIG: rho = 0.40 (n=4)",
+    }
     # Same picture in other units, B listed first: its colour must still be B's.
-    second = {"x": [20.0, 0.0, 10.0, 20.0], "y": [0.0, 0.0, 100.0, 200.0], "series": ["B", "A", "A", "A"],
-              "xlabel": "SAP", "ylabel": "transfer ratio", "title": "SAP"}
-    image = scatter_plot([first, second, first], title="Disentanglement against transfer", columns=2,
-                         panel_width=260, panel_height=200)
+    second = {
+        "x": [20.0, 0.0, 10.0, 20.0],
+        "y": [0.0, 0.0, 100.0, 200.0],
+        "series": ["B", "A", "A", "A"],
+        "xlabel": "SAP",
+        "ylabel": "transfer ratio",
+        "title": "SAP",
+    }
+    image = scatter_plot(
+        [first, second, first], title="Disentanglement against transfer", columns=2, panel_width=260, panel_height=200
+    )
     assert image.dtype == np.uint8 and image.shape[1] == 10 + 2 * 260 and image.shape[0] > 2 * 200
     _, (a_marks, b_marks) = legend_and_data(image, PALETTE[:2])
     assert len(a_marks) == 3 * 3 and len(b_marks) == 3
     in_row_0 = [b for b in a_marks + b_marks if b["y"] < min(b["y"] for b in a_marks) + 150]
     for panel in range(2):  # the two panels of the first row, 260 px apart
-        a = sorted((b for b in a_marks if b in in_row_0 and 260 * panel <= b["x"] < 260 * (panel + 1)),
-                   key=lambda b: b["x"])
+        a = sorted(
+            (b for b in a_marks if b in in_row_0 and 260 * panel <= b["x"] < 260 * (panel + 1)), key=lambda b: b["x"]
+        )
         (b,) = [m for m in b_marks if m in in_row_0 and 260 * panel <= m["x"] < 260 * (panel + 1)]
         assert len(a) == 3
         # Evenly spaced along the rising diagonal (image y grows downwards) ...
@@ -177,16 +206,19 @@ def test_scatter_plot_leaves_out_points_without_a_value():
     assert len(blobs(colour_mask(image, PALETTE[0]))) == 1 + 2
 
 
-@pytest.mark.parametrize("panels, kwargs, message", [
-    ([], {}, "at least one panel"),
-    ([{"x": [1.0], "y": [1.0]}], {}, r"panels\[0\] misses keys \['series'\]"),
-    ([{"x": [1.0], "y": [1.0], "series": ["A"], "colour": "red"}], {}, r"unknown keys \['colour'\]"),
-    ([{"x": [1.0, 2.0], "y": [1.0], "series": ["A"]}], {}, "one length"),
-    ([{"x": [1.0], "y": [math.inf], "series": ["A"]}], {}, r"panels\[0\]\['y'\] holds infinite"),
-    ([{"x": [1.0], "y": [1.0], "series": ["A"]}], {"columns": 0}, "columns"),
-    ([{"x": [1.0], "y": [1.0], "series": ["A"]}], {"panel_height": 60}, "panel_height 60"),
-    ([{"x": [1.0], "y": [1.0], "series": ["A"]}], {"panel_width": 80}, "panel_width 80"),
-])
+@pytest.mark.parametrize(
+    "panels, kwargs, message",
+    [
+        ([], {}, "at least one panel"),
+        ([{"x": [1.0], "y": [1.0]}], {}, r"panels\[0\] misses keys \['series'\]"),
+        ([{"x": [1.0], "y": [1.0], "series": ["A"], "colour": "red"}], {}, r"unknown keys \['colour'\]"),
+        ([{"x": [1.0, 2.0], "y": [1.0], "series": ["A"]}], {}, "one length"),
+        ([{"x": [1.0], "y": [math.inf], "series": ["A"]}], {}, r"panels\[0\]\['y'\] holds infinite"),
+        ([{"x": [1.0], "y": [1.0], "series": ["A"]}], {"columns": 0}, "columns"),
+        ([{"x": [1.0], "y": [1.0], "series": ["A"]}], {"panel_height": 60}, "panel_height 60"),
+        ([{"x": [1.0], "y": [1.0], "series": ["A"]}], {"panel_width": 80}, "panel_width 80"),
+    ],
+)
 def test_scatter_plot_rejects_bad_input(panels, kwargs, message):
     with pytest.raises(ValueError, match=message):
         scatter_plot(panels, **kwargs)
@@ -203,10 +235,13 @@ def line_ends(mask: np.ndarray) -> tuple[float, float]:
 
 def test_curves_plot_shares_one_value_scale_and_one_colour_per_series():
     steps = np.array([0.0, 50_000.0, 100_000.0])
-    panels = {"hat_can_default": {"A": (steps, np.full(3, 3.0)), "B": (steps, np.array([0.0, 1.0, 2.0]))},
-              "cake_balloon_default": {"B": (steps, np.full(3, 1.0)), "A": (steps, np.full(3, 4.0))}}
-    image = curves_plot(panels, title="Training", xlabel="env steps", ylabel="return", columns=2,
-                        panel_width=300, panel_height=200)
+    panels = {
+        "hat_can_default": {"A": (steps, np.full(3, 3.0)), "B": (steps, np.array([0.0, 1.0, 2.0]))},
+        "cake_balloon_default": {"B": (steps, np.full(3, 1.0)), "A": (steps, np.full(3, 4.0))},
+    }
+    image = curves_plot(
+        panels, title="Training", xlabel="env steps", ylabel="return", columns=2, panel_width=300, panel_height=200
+    )
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[0] > 200
     _, (a_marks, b_marks) = legend_and_data(image, PALETTE[:2])
     a_left, a_right = sorted((b for b in a_marks if b["width"] > 100), key=lambda b: b["x"])
@@ -215,7 +250,7 @@ def test_curves_plot_shares_one_value_scale_and_one_colour_per_series():
 
     def ends(colour, blob) -> tuple[float, float]:
         inside = np.zeros_like(mask[colour])
-        box = np.s_[blob["top"]:blob["bottom"] + 1, blob["left"]:blob["left"] + blob["width"]]
+        box = np.s_[blob["top"] : blob["bottom"] + 1, blob["left"] : blob["left"] + blob["width"]]
         inside[box] = mask[colour][box]
         return line_ends(inside)
 
@@ -238,15 +273,18 @@ def test_curves_plot_draws_an_empty_panel_and_leaves_out_missing_points():
     assert len(grid_rows(image, slice(-150, None))) >= 2  # the empty panel still has its grid
 
 
-@pytest.mark.parametrize("panels, kwargs, message", [
-    ({}, {}, "at least one panel"),
-    ({"p": {}}, {}, "no point"),
-    ({"p": {"A": ([0.0, 1.0], [1.0])}}, {}, "panel 'p', series 'A'.*one length"),
-    ({"p": {"A": ([0.0], [math.inf])}}, {}, "panel 'p', series 'A' holds infinite"),
-    ({"p": {"A": 5}}, {}, "panel 'p', series 'A' must be an \\(xs, ys\\) pair"),
-    ({"p": {"A": ([0.0], [1.0])}}, {"columns": 0}, "columns"),
-    ({"p": {"A": ([0.0], [1.0])}}, {"panel_width": 50}, "panel_width 50"),
-])
+@pytest.mark.parametrize(
+    "panels, kwargs, message",
+    [
+        ({}, {}, "at least one panel"),
+        ({"p": {}}, {}, "no point"),
+        ({"p": {"A": ([0.0, 1.0], [1.0])}}, {}, "panel 'p', series 'A'.*one length"),
+        ({"p": {"A": ([0.0], [math.inf])}}, {}, "panel 'p', series 'A' holds infinite"),
+        ({"p": {"A": 5}}, {}, "panel 'p', series 'A' must be an \\(xs, ys\\) pair"),
+        ({"p": {"A": ([0.0], [1.0])}}, {"columns": 0}, "columns"),
+        ({"p": {"A": ([0.0], [1.0])}}, {"panel_width": 50}, "panel_width 50"),
+    ],
+)
 def test_curves_plot_rejects_bad_input(panels, kwargs, message):
     with pytest.raises(ValueError, match=message):
         curves_plot(panels, **kwargs)

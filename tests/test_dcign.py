@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
 from hydra.utils import instantiate
 
+from conftest import compose_cfg
 from darla.latent_env import frames_to_tensor
 from darla.vision_training import FactorBatches, train_vision
 from envs.factor_dataset import FactorDataset, sweep_factors, uniform_factors
@@ -153,7 +153,7 @@ def test_encoder_output_gradients():
     active = torch.tensor([False, True, False, False, False])
     torch.manual_seed(7)
     noise = torch.randn(n, 5, dtype=torch.float64)
-    z = (torch.where(active, mean, mean.mean(0)) + torch.exp(0.5 * torch.where(active, logvar, logvar.mean(0))) * noise)
+    z = torch.where(active, mean, mean.mean(0)) + torch.exp(0.5 * torch.where(active, logvar, logvar.mean(0))) * noise
     logits = model.decode(z)
     reconstruction = torch.nn.functional.binary_cross_entropy_with_logits(logits, images, reduction="sum") / n
     kl = (0.5 * (mean**2 + logvar.exp() - 1 - logvar)).sum() / n
@@ -189,8 +189,16 @@ def test_training_on_factor_sweeps_reduces_the_loss(tmp_path):
             return float(np.mean([model.loss(batch, step=0)[0].item() for batch in held_out]))
 
     before = held_out_loss()
-    train_vision(model, FactorBatches(dataset, "factor_sweeps"), steps=60, batch_size=16, lr=1e-3,
-                 checkpoint=tmp_path / "dcign.safetensors", seed=0, device=torch.device("cpu"))
+    train_vision(
+        model,
+        FactorBatches(dataset, "factor_sweeps"),
+        steps=60,
+        batch_size=16,
+        lr=1e-3,
+        checkpoint=tmp_path / "dcign.safetensors",
+        seed=0,
+        device=torch.device("cpu"),
+    )
     after = held_out_loss()
     assert after < 0.5 * before, (before, after)
     assert (tmp_path / "dcign.safetensors").exists()

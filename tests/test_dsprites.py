@@ -91,8 +91,9 @@ def test_protocol(dataset):
     assert dataset.render(factors[:0]).shape == (0, 64, 64, 1)
 
     values = dataset.factor_values(np.array([[2, 5, 39, 31, 0]]))
-    np.testing.assert_allclose([values[k][0] for k in ("scale", "orientation", "pos_x", "pos_y")],
-                               [1.0, 2 * np.pi, 1.0, 0.0])
+    np.testing.assert_allclose(
+        [values[k][0] for k in ("scale", "orientation", "pos_x", "pos_y")], [1.0, 2 * np.pi, 1.0, 0.0]
+    )
 
 
 def test_orientation_0_and_39_are_the_same_image(dataset):
@@ -105,13 +106,16 @@ def test_orientation_0_and_39_are_the_same_image(dataset):
     assert (dataset.render(turned) != dataset.render(first)).any(axis=(1, 2, 3)).all()
 
 
-@pytest.mark.parametrize("factors, message", [
-    (np.zeros((2, 4), np.int64), "shape"),
-    (np.zeros(5, np.int64), "shape"),
-    (np.zeros((2, 5)), "dtype"),
-    (np.array([[0, 0, 40, 0, 0]]), "orientation"),
-    (np.array([[-1, 0, 0, 0, 0]]), "shape's classes"),
-])
+@pytest.mark.parametrize(
+    "factors, message",
+    [
+        (np.zeros((2, 4), np.int64), "shape"),
+        (np.zeros(5, np.int64), "shape"),
+        (np.zeros((2, 5)), "dtype"),
+        (np.array([[0, 0, 40, 0, 0]]), "orientation"),
+        (np.array([[-1, 0, 0, 0, 0]]), "shape's classes"),
+    ],
+)
 def test_bad_factors_raise(dataset, factors, message):
     with pytest.raises(ValueError, match=message):
         dataset.render(factors)
@@ -157,8 +161,9 @@ def test_area_and_centroid_follow_closed_form_geometry(dataset):
         assert 0.85 < ratio.min() and ratio.max() < 1.15, f"{name}: area ratios {ratio.min():.3f}..{ratio.max():.3f}"
         # A row or column of a small sprite that a pixel centre barely includes moves it by up to ~0.6 px;
         # the wrong sense of rotation would put hearts off by 1.9 px on average.
-        assert error.mean() < 0.15 and error.max() < 0.75, \
+        assert error.mean() < 0.15 and error.max() < 0.75, (
             f"{name}: centroid off by {error.mean():.3f} (max {error.max():.3f}) px"
+        )
 
 
 def test_reference_frame_mapping_is_consistent(reference):

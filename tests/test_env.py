@@ -13,13 +13,20 @@ from omegaconf import OmegaConf
 
 from conftest import REPO
 from envs import COLLECT_GOOD_OBJECTS
-from envs.collect_good_objects import (BAD, GOOD, OBJECT_SET_NAMES, OBJECT_SETS, ROOM_STYLE_NAMES,
-                                       CollectGoodObjects)
+from envs.collect_good_objects import BAD, GOOD, OBJECT_SET_NAMES, OBJECT_SETS, ROOM_STYLE_NAMES, CollectGoodObjects
 from envs.domains import Domain, DomainMixture, domains_from_config
 
 ENV_CONFIG = OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "env" / "collect_good_objects.yaml"))
-FACTOR_KEYS = {"object_set", "room_style", "agent_x", "agent_z", "agent_dir", "object_xz", "object_kind",
-               "object_collected"}
+FACTOR_KEYS = {
+    "object_set",
+    "room_style",
+    "agent_x",
+    "agent_z",
+    "agent_dir",
+    "object_xz",
+    "object_kind",
+    "object_collected",
+}
 LAYOUT_KEYS = ("agent_x", "agent_z", "agent_dir", "object_xz", "object_kind", "object_collected")
 SEEDS = (0, 1, 2)
 SOURCE = "hat_can_default"
@@ -32,8 +39,11 @@ def config_domains(role_or_names) -> list[Domain]:
 
 def resolved_kwargs(domain: Domain) -> dict:
     """A domain's constructor arguments with CollectGoodObjects' defaults filled in."""
-    defaults = {k: p.default for k, p in inspect.signature(CollectGoodObjects.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(CollectGoodObjects.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     return {**defaults, **dict(domain.kwargs)}
 
 
@@ -135,16 +145,19 @@ def test_heldout_pairing_differs_from_hat_can_default_only_in_room_textures():
         assert_same_factors(fa, fb, FACTOR_KEYS - {"room_style"})
         assert not np.array_equal(obs_a, obs_b)
         # Walls and floor changed: the object colours (hat and can) are the same in both rooms.
-        assert [tuple(np.round(o.color_vec * 255).astype(int)) for o in env_a.unwrapped.objects] == \
-               [tuple(np.round(o.color_vec * 255).astype(int)) for o in env_b.unwrapped.objects]
+        assert [tuple(np.round(o.color_vec * 255).astype(int)) for o in env_a.unwrapped.objects] == [
+            tuple(np.round(o.color_vec * 255).astype(int)) for o in env_b.unwrapped.objects
+        ]
     assert env_a.unwrapped.room_style == "alternative" and env_b.unwrapped.room_style == "default"
     env_a.close()
     env_b.close()
 
 
 def test_object_colours_are_dmlab_colours():
-    assert OBJECT_SETS == {"hat_can": {"bad": (58, 31, 255), "good": (241, 255, 30)},
-                           "cake_balloon": {"bad": (36, 255, 174), "good": (255, 12, 154)}}
+    assert OBJECT_SETS == {
+        "hat_can": {"bad": (58, 31, 255), "good": (241, 255, 30)},
+        "cake_balloon": {"bad": (36, 255, 174), "good": (255, 12, 154)},
+    }
 
 
 def face(env, obj, gap=0.2) -> bool:
@@ -271,8 +284,11 @@ def test_vision_domains_never_hold_the_heldout_pairing():
         kwargs = resolved_kwargs(domain)
         assert (kwargs["object_set"], kwargs["room_style"]) != pairing, domain.name
     # The source domains are DARLA's three training pairings.
-    assert {(resolved_kwargs(d)["object_set"], resolved_kwargs(d)["room_style"]) for d in config_domains("source")} == \
-           {("hat_can", "default"), ("cake_balloon", "default"), ("cake_balloon", "alternative")}
+    assert {(resolved_kwargs(d)["object_set"], resolved_kwargs(d)["room_style"]) for d in config_domains("source")} == {
+        ("hat_can", "default"),
+        ("cake_balloon", "default"),
+        ("cake_balloon", "alternative"),
+    }
 
 
 def test_a_room_too_full_for_every_distractor_places_what_fits_instead_of_hanging():
@@ -281,5 +297,7 @@ def test_a_room_too_full_for_every_distractor_places_what_fits_instead_of_hangin
     env = CollectGoodObjects(num_distractors=10)  # 6 objects, the agent and 10 boxes do not fit in 5 x 5 m
     _, info = env.reset(seed=0)
     kinds = info["factors"]["object_kind"]
-    assert (kinds != 0).sum() == 6 and 0 < (kinds == 0).sum() < 10  # the task's objects always, distractors as room allows
+    assert (kinds != 0).sum() == 6 and 0 < (
+        kinds == 0
+    ).sum() < 10  # the task's objects always, distractors as room allows
     env.close()

@@ -32,11 +32,14 @@ def test_no_stage_prints_the_usage_and_fails(tmp_path):
     assert proc.returncode == 2 and "usage: python -m darla.stage STAGE" in proc.stdout
 
 
-@pytest.mark.parametrize("stage, override, available", [
-    ("see", "vision_model=beta_vea", "beta_vae_dae"),
-    ("act", "agent=ppo2", "dqn"),
-    ("see", "env=collect_bad_objects", "collect_good_objects"),
-])
+@pytest.mark.parametrize(
+    "stage, override, available",
+    [
+        ("see", "vision_model=beta_vea", "beta_vae_dae"),
+        ("act", "agent=ppo2", "dqn"),
+        ("see", "env=collect_bad_objects", "collect_good_objects"),
+    ],
+)
 def test_unknown_config_names_list_the_available_options(tmp_path, stage, override, available):
     proc = run_cli(stage, override, f"runs_dir={tmp_path / 'runs'}", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
@@ -50,9 +53,18 @@ def test_unknown_config_names_list_the_available_options(tmp_path, stage, overri
 def test_parent_with_another_input_shape_is_refused(quick_run, tmp_path):
     runs = tmp_path / "runs"
     before = snapshot(quick_run.see)
-    proc = run_cli("act", "experiment=quick", f"runs_dir={runs}", "name=narrow", f"act.see_run={quick_run.see}",
-                   "+env.kwargs.obs_width=32", "env.observation_shape=[3,64,32]", "vec_env=dummy", cwd=tmp_path,
-                   timeout=120)
+    proc = run_cli(
+        "act",
+        "experiment=quick",
+        f"runs_dir={runs}",
+        "name=narrow",
+        f"act.see_run={quick_run.see}",
+        "+env.kwargs.obs_width=32",
+        "env.observation_shape=[3,64,32]",
+        "vec_env=dummy",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode != 0
     text = output(proc)
     assert f"parent {quick_run.see} does not fit" in text
@@ -70,17 +82,31 @@ def test_rerun_with_other_settings_is_refused_and_overwrite_replaces(quick_run, 
     run = copy_run(quick_run, runs, "copy")
     see_before, act_before = snapshot(run / "see"), snapshot(run / "act")
 
-    with pytest.raises(ValueError, match=r"already holds a run with different settings \(see, vision_model differ\).*"
-                                         r"overwrite=true"):
+    with pytest.raises(
+        ValueError,
+        match=r"already holds a run with different settings \(see, vision_model differ\).*"
+        r"overwrite=true",
+    ):
         see.run(quick_cfg("see", runs, "copy", "vision_model.train.steps=31", "see.frames=500"))
     with pytest.raises(ValueError, match=r"already holds a run with different settings \(act differ\)"):
         act.run(quick_cfg("act", runs, "copy", "act.total_timesteps=2048"))
     assert snapshot(run / "see") == see_before and snapshot(run / "act") == act_before
 
     # overwrite=true replaces the act run (its parent see run is only read).
-    act.run(quick_cfg("act", runs, "copy", "overwrite=true", "act.total_timesteps=256", "act.eval_every=256",
-                      "act.eval_episodes=1", "+env.kwargs.max_episode_steps=20", "agent.hyperparameters.n_steps=64",
-                      "agent.hyperparameters.batch_size=64"))
+    act.run(
+        quick_cfg(
+            "act",
+            runs,
+            "copy",
+            "overwrite=true",
+            "act.total_timesteps=256",
+            "act.eval_every=256",
+            "act.eval_episodes=1",
+            "+env.kwargs.max_episode_steps=20",
+            "agent.hyperparameters.n_steps=64",
+            "agent.hyperparameters.batch_size=64",
+        )
+    )
     manifest = read_json(run / "act" / "manifest.json")
     assert manifest["timesteps"] == 256
     assert read_json(run / "act" / "config.json")["act"]["total_timesteps"] == 256
@@ -122,16 +148,28 @@ def test_changed_policy_is_refused_by_transfer(quick_run, tmp_path):
 def test_unknown_domain_name_is_refused(tmp_path, stage, role):
     runs = tmp_path / "runs"
     module = {"act": act, "see": see}[stage]
-    with pytest.raises(ValueError, match=rf"{role} domains \['hat_can_nowhere'\] are not defined; "
-                                         rf"defined domains: \[.*'hat_can_default'"):
-        module.run(quick_cfg(stage, runs, "bad_domain", f"env.{role}=[hat_can_default,hat_can_nowhere]",
-                             f"act.see_run={tmp_path}"))
+    with pytest.raises(
+        ValueError,
+        match=rf"{role} domains \['hat_can_nowhere'\] are not defined; "
+        rf"defined domains: \[.*'hat_can_default'",
+    ):
+        module.run(
+            quick_cfg(
+                stage, runs, "bad_domain", f"env.{role}=[hat_can_default,hat_can_nowhere]", f"act.see_run={tmp_path}"
+            )
+        )
     assert not runs.exists()
 
 
 def test_unknown_domain_name_on_the_command_line(tmp_path):
-    proc = run_cli("see", "experiment=quick", f"runs_dir={tmp_path / 'runs'}", "env.vision=[hat_can_defualt]",
-                   cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        "see",
+        "experiment=quick",
+        f"runs_dir={tmp_path / 'runs'}",
+        "env.vision=[hat_can_defualt]",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "vision domains ['hat_can_defualt'] are not defined" in output(proc)
     assert not (tmp_path / "runs" / QUICK_NAME / "see" / "config.json").exists()
@@ -153,9 +191,21 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     frames = np.random.default_rng(0).integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8)
     checkpoint = tmp_path / "checkpoints" / "vision.safetensors"
     model = NaNAfter(k=7)
-    with pytest.raises(NonFiniteLoss, match=rf"loss became nan at step 7 .*last good checkpoint {re.escape(str(checkpoint))}"):
-        train_vision(model, FrameBatches(frames), steps=20, batch_size=4, lr=1e-3, checkpoint=checkpoint, seed=0,
-                     device=torch.device("cpu"), checkpoint_every=3, log_every=100)
+    with pytest.raises(
+        NonFiniteLoss, match=rf"loss became nan at step 7 .*last good checkpoint {re.escape(str(checkpoint))}"
+    ):
+        train_vision(
+            model,
+            FrameBatches(frames),
+            steps=20,
+            batch_size=4,
+            lr=1e-3,
+            checkpoint=checkpoint,
+            seed=0,
+            device=torch.device("cpu"),
+            checkpoint_every=3,
+            log_every=100,
+        )
     state = load_state(checkpoint)
     assert state["step"] == 6  # checkpoints at 3 and 6; step 7 failed before any update
     assert all(torch.isfinite(v).all() for v in state["model"].values())
@@ -163,8 +213,18 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
     # The good checkpoint is usable: a model with a finite loss resumes from it.
     resumed = NaNAfter(k=10**9)
-    train_vision(resumed, FrameBatches(frames), steps=8, batch_size=4, lr=1e-3, checkpoint=checkpoint, seed=0,
-                 device=torch.device("cpu"), checkpoint_every=3, log_every=100)
+    train_vision(
+        resumed,
+        FrameBatches(frames),
+        steps=8,
+        batch_size=4,
+        lr=1e-3,
+        checkpoint=checkpoint,
+        seed=0,
+        device=torch.device("cpu"),
+        checkpoint_every=3,
+        log_every=100,
+    )
     assert load_state(checkpoint)["step"] == 8
 
 
@@ -172,8 +232,15 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_cuda_without_cuda_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"device='cuda' was asked for but torch sees no CUDA device"):
         resolve_device("cuda")
-    proc = run_cli("act", "experiment=quick", f"runs_dir={tmp_path / 'runs'}", "device=cuda", "vision_model=pixels",
-                   cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        "act",
+        "experiment=quick",
+        f"runs_dir={tmp_path / 'runs'}",
+        "device=cuda",
+        "vision_model=pixels",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "device='cuda' was asked for but torch sees no CUDA device; use device=cpu or auto" in output(proc)
     assert not (tmp_path / "runs" / "quick_pixels" / "act" / "config.json").exists()
@@ -193,7 +260,9 @@ def test_diverged_policy_stops_act_and_keeps_the_last_checkpoint(tmp_path):
         agent.num_timesteps = 1024
         with torch.no_grad():
             next(agent.policy.parameters()).fill_(float("nan"))
-        with pytest.raises(FloatingPointError, match=r"non-finite by step 1024; stopped, no checkpoint had been written"):
+        with pytest.raises(
+            FloatingPointError, match=r"non-finite by step 1024; stopped, no checkpoint had been written"
+        ):
             training.check_finite()
         assert not training.checkpoint.exists() and not (tmp_path / "policy.safetensors").exists()
     finally:
@@ -204,8 +273,18 @@ def test_nan_before_any_checkpoint_says_none_was_written(tmp_path):
     frames = np.random.default_rng(0).integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8)
     checkpoint = tmp_path / "checkpoints" / "vision.safetensors"
     with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 1 .*stopped, no checkpoint had been written yet"):
-        train_vision(NaNAfter(k=1), FrameBatches(frames), steps=20, batch_size=4, lr=1e-3, checkpoint=checkpoint,
-                     seed=0, device=torch.device("cpu"), checkpoint_every=5, log_every=100)
+        train_vision(
+            NaNAfter(k=1),
+            FrameBatches(frames),
+            steps=20,
+            batch_size=4,
+            lr=1e-3,
+            checkpoint=checkpoint,
+            seed=0,
+            device=torch.device("cpu"),
+            checkpoint_every=5,
+            log_every=100,
+        )
     assert not checkpoint.exists()
 
 
@@ -214,12 +293,20 @@ def test_a_refused_rerun_leaves_the_finished_run_and_its_record_alone(quick_run,
     run = copy_run(quick_run, runs, QUICK_NAME, stages=("see",))
     before = snapshot(run)
     assert (run / "see" / ".hydra" / "config.yaml").exists()
-    proc = run_cli("see", "experiment=quick", f"runs_dir={runs}", "vision_model.train.steps=31", cwd=tmp_path,
-                   timeout=120)
+    proc = run_cli(
+        "see", "experiment=quick", f"runs_dir={runs}", "vision_model.train.steps=31", cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 2 and "already holds a run with different settings" in proc.stderr
     # overwrite=true with settings refused by a later check (an unknown domain) deletes nothing either
-    proc = run_cli("see", "experiment=quick", f"runs_dir={runs}", "overwrite=true", "env.vision=[nowhere]",
-                   cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        "see",
+        "experiment=quick",
+        f"runs_dir={runs}",
+        "overwrite=true",
+        "env.vision=[nowhere]",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "vision domains ['nowhere'] are not defined" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert snapshot(run) == before

@@ -14,9 +14,14 @@ from envs.domains import Domain
 from vision_models import BetaVAE
 
 STEPS = 4  # episode length: every env finishes within the test
-DOMAINS = [Domain("hat_can_default", COLLECT_GOOD_OBJECTS, {"object_set": "hat_can", "max_episode_steps": STEPS}),
-           Domain("cake_balloon_alternative", COLLECT_GOOD_OBJECTS,
-                  {"object_set": "cake_balloon", "room_style": "alternative", "max_episode_steps": STEPS})]
+DOMAINS = [
+    Domain("hat_can_default", COLLECT_GOOD_OBJECTS, {"object_set": "hat_can", "max_episode_steps": STEPS}),
+    Domain(
+        "cake_balloon_alternative",
+        COLLECT_GOOD_OBJECTS,
+        {"object_set": "cake_balloon", "room_style": "alternative", "max_episode_steps": STEPS},
+    ),
+]
 
 
 class RecordFrames(VecEnvWrapper):
@@ -29,8 +34,9 @@ class RecordFrames(VecEnvWrapper):
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
         self.frames = obs.copy()
-        self.terminal = {i: info["terminal_observation"].copy() for i, info in enumerate(infos)
-                         if "terminal_observation" in info}
+        self.terminal = {
+            i: info["terminal_observation"].copy() for i, info in enumerate(infos) if "terminal_observation" in info
+        }
         return obs, rewards, dones, infos
 
 

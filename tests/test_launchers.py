@@ -18,11 +18,21 @@ from pathlib import Path
 from conftest import check_ok, output, run_cli, snapshot
 from darla.artifacts import read_json
 
-TINY = ("experiment=quick", "vision_model=random_cnn", "vec_env=dummy", "num_envs=1", "see.frames=100",
-        "act.eval_every=256", "act.eval_episodes=1", "transfer.episodes=1",
-        "transfer.random_policy=false", "env.vision=[hat_can_default]", "env.source=[hat_can_default]",
-        "env.targets=[heldout_pairing]",
-        "env.target_groups={heldout:[heldout_pairing]}")
+TINY = (
+    "experiment=quick",
+    "vision_model=random_cnn",
+    "vec_env=dummy",
+    "num_envs=1",
+    "see.frames=100",
+    "act.eval_every=256",
+    "act.eval_episodes=1",
+    "transfer.episodes=1",
+    "transfer.random_policy=false",
+    "env.vision=[hat_can_default]",
+    "env.source=[hat_can_default]",
+    "env.targets=[heldout_pairing]",
+    "env.target_groups={heldout:[heldout_pairing]}",
+)
 STAGES = ("see", "act", "transfer")
 
 
@@ -51,8 +61,9 @@ def live_processes(group: int) -> list[int]:
 def test_joblib_sweep_runs_every_job_into_its_own_directory(tmp_path):
     """Jobs in joblib's (loky) workers start their own forkserver env workers, as a real sweep does."""
     runs = tmp_path / "runs"
-    args = sweep_args(runs, "local_pool", "seed=0,1", "name=sweep/${vision_model.name}/seed${seed}",
-                      "act.total_timesteps=256")
+    args = sweep_args(
+        runs, "local_pool", "seed=0,1", "name=sweep/${vision_model.name}/seed${seed}", "act.total_timesteps=256"
+    )
     args = tuple({"vec_env=dummy": "vec_env=subprocess", "num_envs=1": "num_envs=2"}.get(a, a) for a in args)
     proc = check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
     assert "Joblib.Parallel(n_jobs=2" in output(proc)
@@ -62,8 +73,9 @@ def test_joblib_sweep_runs_every_job_into_its_own_directory(tmp_path):
         transfer = read_json(run / "transfer" / "manifest.json")
         assert transfer["act_dir"] == str(run / "act")
     # Each seed built its own random encoder: the swept value reached the job's config.
-    weights = [(runs / "sweep" / "random_cnn" / f"seed{s}" / "see" / "vision_model.safetensors").read_bytes()
-               for s in (0, 1)]
+    weights = [
+        (runs / "sweep" / "random_cnn" / f"seed{s}" / "see" / "vision_model.safetensors").read_bytes() for s in (0, 1)
+    ]
     assert weights[0] != weights[1]
 
 
@@ -71,17 +83,25 @@ def test_submitit_local_sweep_interrupted_resumes_without_rerunning_finished_job
     """Kill a two-job sweep (launcher and every job process) once the short job has finished, run
     the same command again: the finished job is left alone and the other resumes from its checkpoint."""
     runs = tmp_path / "runs"
-    args = sweep_args(runs, "local", "act.total_timesteps=256,1280",
-                      "name=sweep/${vision_model.name}/steps${act.total_timesteps}")
+    args = sweep_args(
+        runs, "local", "act.total_timesteps=256,1280", "name=sweep/${vision_model.name}/steps${act.total_timesteps}"
+    )
     short, long = runs / "sweep" / "random_cnn" / "steps256", runs / "sweep" / "random_cnn" / "steps1280"
 
     with open(tmp_path / "first.log", "wb") as log:
-        first = subprocess.Popen([sys.executable, "-m", "darla.stage", *args], cwd=tmp_path, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "darla.stage", *args],
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 240
-            while not ((short / "transfer" / "manifest.json").exists()
-                       and (long / "act" / "checkpoint" / "state.safetensors").exists()):
+            while not (
+                (short / "transfer" / "manifest.json").exists()
+                and (long / "act" / "checkpoint" / "state.safetensors").exists()
+            ):
                 assert first.poll() is None, (tmp_path / "first.log").read_text()[-4000:]
                 assert time.monotonic() < deadline, "the short job did not finish in time"
                 time.sleep(0.2)
@@ -122,16 +142,40 @@ def test_slurm_launcher_submits_one_array_job_per_sweep_point(tmp_path):
     for tool in ("sbatch", "srun"):
         (bin_dir / tool).chmod(0o755)
     runs = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "darla.stage", *sweep_args(
-        runs, "slurm", "hydra.launcher.partition=gpu", "seed=0,1,2", "name=sweep/${vision_model.name}/seed${seed}")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "darla.stage",
+            *sweep_args(
+                runs,
+                "slurm",
+                "hydra.launcher.partition=gpu",
+                "seed=0,1,2",
+                "name=sweep/${vision_model.name}/seed${seed}",
+            ),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
     assert proc.returncode != 0 and "no cluster here" in output(proc)
     script = (tmp_path / "submitted.sh").read_text()
     # One array task per sweep point; array_parallelism (32) is capped at the array's size.
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --array=0-2%3", "#SBATCH --cpus-per-task=9",
-                 "#SBATCH --gpus-per-node=1", "#SBATCH --mem=32GB", "#SBATCH --time=240",
-                 "#SBATCH --ntasks-per-node=1", "#SBATCH --signal=USR2@120", "#SBATCH --job-name=darla"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --array=0-2%3",
+        "#SBATCH --cpus-per-task=9",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --mem=32GB",
+        "#SBATCH --time=240",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --signal=USR2@120",
+        "#SBATCH --job-name=darla",
+    ):
         assert line in script.splitlines(), f"{line!r} not in\n{script}"
     assert "submitit.core._submit" in script
     assert not (runs / "sweep").exists()  # nothing ran here

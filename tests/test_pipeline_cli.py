@@ -46,8 +46,15 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
 
     # see: frames with their ground truth, the DAE and the vision model, diagnostics, manifest.
     see = quick_run.see
-    for name in ("frames.npz", "dae.safetensors", "vision_model.safetensors", "reconstructions.png",
-                 "traversals.png", "traversals.gif", "manifest.json"):
+    for name in (
+        "frames.npz",
+        "dae.safetensors",
+        "vision_model.safetensors",
+        "reconstructions.png",
+        "traversals.png",
+        "traversals.gif",
+        "manifest.json",
+    ):
         assert (see / name).is_file() and (see / name).stat().st_size > 0, name
     assert (see / "reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (see / "traversals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,8 +74,16 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     # reconstruction error inside the task objects against the background.
     report = read_json(see / "metrics.json")
     probe = report["task_probe"]
-    assert set(probe["quantities"]) == {"agent_x", "agent_z", "heading_cos", "heading_sin", "good_in_view",
-                                        "nearest_kind", "nearest_bearing", "nearest_distance"}
+    assert set(probe["quantities"]) == {
+        "agent_x",
+        "agent_z",
+        "heading_cos",
+        "heading_sin",
+        "good_in_view",
+        "nearest_kind",
+        "nearest_bearing",
+        "nearest_distance",
+    }
     assert set(probe["summary"]) == {"heldout_episodes", "heldout_pairing", "cam_fov_40", "distractors"}
     assert set(probe["groups"]) == {"heldout", "ood2"}  # the groups of the three targets played
     assert all(v is None or 0 <= v <= 1 for v in [probe["heldout"], probe["targets"], *probe["summary"].values()])
@@ -157,11 +172,25 @@ def test_summarize_rebuilds_summary_and_report_from_episodes(quick_run, tmp_path
 def test_dqn_on_the_same_see_run(quick_run):
     """A DQN agent on the quick run's encoder, under its own name (the quick act dir holds the PPO run)."""
     see_before = snapshot(quick_run.see)
-    common = ("experiment=quick", f"runs_dir={quick_run.runs}", "name=quick_dqn", f"act.see_run={QUICK_NAME}",
-              "agent=dqn", "vec_env=dummy")
-    proc = check_ok(run_cli("act", *common, "agent.hyperparameters.learning_starts=256",
-                            "agent.hyperparameters.buffer_size=4096", "agent.hyperparameters.target_update_interval=256",
-                            cwd=quick_run.root, timeout=300))
+    common = (
+        "experiment=quick",
+        f"runs_dir={quick_run.runs}",
+        "name=quick_dqn",
+        f"act.see_run={QUICK_NAME}",
+        "agent=dqn",
+        "vec_env=dummy",
+    )
+    proc = check_ok(
+        run_cli(
+            "act",
+            *common,
+            "agent.hyperparameters.learning_starts=256",
+            "agent.hyperparameters.buffer_size=4096",
+            "agent.hyperparameters.target_update_interval=256",
+            cwd=quick_run.root,
+            timeout=300,
+        )
+    )
     act = quick_run.runs / "quick_dqn" / "act"
     manifest = read_json(act / "manifest.json")
     assert manifest["agent"]["name"] == "dqn" and manifest["agent"]["algorithm"] == "DQN"
@@ -174,8 +203,11 @@ def test_dqn_on_the_same_see_run(quick_run):
     assert snapshot(quick_run.see) == see_before  # the see run was only read
 
     # The DQN policy is rebuilt from its manifest and evaluated unchanged.
-    check_ok(run_cli("transfer", *common, "env.targets=[heldout_pairing]", "transfer.episodes=1",
-                     cwd=quick_run.root, timeout=300))
+    check_ok(
+        run_cli(
+            "transfer", *common, "env.targets=[heldout_pairing]", "transfer.episodes=1", cwd=quick_run.root, timeout=300
+        )
+    )
     roles = [(d, "source") for d in SOURCE] + [("heldout_pairing", "target")]
     check_transfer_episodes(quick_run.runs / "quick_dqn" / "transfer", roles, 1)
 
@@ -183,8 +215,18 @@ def test_dqn_on_the_same_see_run(quick_run):
 def test_pixels_baseline_act_and_transfer(tmp_path):
     """vision_model=pixels has no see stage: the agent learns from frames with a CNN policy."""
     runs = tmp_path / "runs"
-    proc = check_ok(run_cli("all", "experiment=quick", "vision_model=pixels", f"runs_dir={runs}", "vec_env=dummy",
-                            "env.targets=[heldout_pairing]", cwd=tmp_path, timeout=600))
+    proc = check_ok(
+        run_cli(
+            "all",
+            "experiment=quick",
+            "vision_model=pixels",
+            f"runs_dir={runs}",
+            "vec_env=dummy",
+            "env.targets=[heldout_pairing]",
+            cwd=tmp_path,
+            timeout=600,
+        )
+    )
     run = runs / "quick_pixels"
     assert not (run / "see").exists()
     manifest = read_json(run / "act" / "manifest.json")

@@ -83,9 +83,14 @@ def test_many_bars_each_get_drawn_in_order():
 
 def test_factor_response_lines_rise_fall_and_stay_flat_where_they_should():
     sizes = (4, 5)
-    codes = grid_codes(sizes, [lambda f: f[:, 0],                  # z0 follows factor 0
-                               lambda f: np.full(len(f), 0.5),     # z1 ignores everything
-                               lambda f: 3 - 0.75 * f[:, 1]])      # z2 falls with factor 1
+    codes = grid_codes(
+        sizes,
+        [
+            lambda f: f[:, 0],  # z0 follows factor 0
+            lambda f: np.full(len(f), 0.5),  # z1 ignores everything
+            lambda f: 3 - 0.75 * f[:, 1],
+        ],
+    )  # z2 falls with factor 1
     image = factor_response_plot(codes, latent_order=[0, 1, 2])
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     (z0_f0, z0_f1), (z1_f0, z1_f1), (z2_f0, z2_f1) = (line_ends(image, PALETTE[c]) for c in range(3))
@@ -122,8 +127,15 @@ def test_default_latents_are_the_most_responsive_first():
     assert _most_responsive(curves, 3) == sorted(range(7), key=lambda d: -spread[d])[:3]
 
 
-@pytest.mark.parametrize("values, labels, name", [([], None, "values"), ([[1.0, 2.0]], None, "values"),
-                                                  ([1.0, np.nan], None, "values"), ([1.0, 2.0], ["a"], "labels")])
+@pytest.mark.parametrize(
+    "values, labels, name",
+    [
+        ([], None, "values"),
+        ([[1.0, 2.0]], None, "values"),
+        ([1.0, np.nan], None, "values"),
+        ([1.0, 2.0], ["a"], "labels"),
+    ],
+)
 def test_bar_plot_rejects_bad_input(values, labels, name):
     with pytest.raises(ValueError, match=name):
         bar_plot(values, labels)

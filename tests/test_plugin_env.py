@@ -52,8 +52,12 @@ def synthetic_frame() -> np.ndarray:
 class FrameEnv(gym.Env):
     """Shows one fixed frame (or any observation ``space`` asks for); acts in ``action_space``."""
 
-    def __init__(self, frame: np.ndarray | None = None, observation_space: spaces.Space | None = None,
-                 action_space: spaces.Space | None = None):
+    def __init__(
+        self,
+        frame: np.ndarray | None = None,
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
+    ):
         self.frame = synthetic_frame() if frame is None else frame
         self.observation_space = observation_space or spaces.Box(0, 255, self.frame.shape, np.uint8)
         self.action_space = action_space or spaces.Discrete(3)
@@ -76,8 +80,13 @@ def shifted(name: str, frame: np.ndarray | None = None, seed: int = 0, **kwargs)
     return env.reset(seed=seed)[0]
 
 
-ARGUMENTS = {"tint": {"rgb": [0, 0, 255]}, "hue": {}, "channel_permutation": {"permutation": "brg"},
-             "brightness_contrast": {"brightness": 0.3, "contrast": 1.5}, "background_noise": {}}
+ARGUMENTS = {
+    "tint": {"rgb": [0, 0, 255]},
+    "hue": {},
+    "channel_permutation": {"permutation": "brg"},
+    "brightness_contrast": {"brightness": 0.3, "contrast": 1.5},
+    "background_noise": {},
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHIFTS))
@@ -85,8 +94,10 @@ def test_intensity_zero_is_the_identity_and_the_shift_grows_with_intensity(name)
     frame = synthetic_frame()
     env = apply_shifts(FrameEnv(frame), {name: {"intensity": 0.0, **ARGUMENTS[name]}})
     assert env.observation(frame) is frame
-    distances = [np.abs(shifted(name, frame, intensity=t, **ARGUMENTS[name]).astype(int) - frame).mean()
-                 for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    distances = [
+        np.abs(shifted(name, frame, intensity=t, **ARGUMENTS[name]).astype(int) - frame).mean()
+        for t in (0.0, 0.25, 0.5, 0.75, 1.0)
+    ]
     assert distances[0] == 0 and np.all(np.diff(distances) > 0), distances
 
 
@@ -135,11 +146,15 @@ def test_background_noise_touches_only_the_background_and_replays_with_the_seed(
 
 
 def test_unknown_shifts_and_bad_arguments_are_refused_by_name():
-    with pytest.raises(ValueError, match=r"domain 'hue_half': unknown shift 'hues' under wrappers; "
-                                         r"known shifts: \['background_noise', 'brightness_contrast', "
-                                         r"'channel_permutation', 'hue', 'tint'\]"):
-        domains_from_config("CartPole-v1", {}, {"hue_half": {"wrappers": {"hues": {"intensity": 0.5}}}},
-                            ["hue_half"], "targets")
+    with pytest.raises(
+        ValueError,
+        match=r"domain 'hue_half': unknown shift 'hues' under wrappers; "
+        r"known shifts: \['background_noise', 'brightness_contrast', "
+        r"'channel_permutation', 'hue', 'tint'\]",
+    ):
+        domains_from_config(
+            "CartPole-v1", {}, {"hue_half": {"wrappers": {"hues": {"intensity": 0.5}}}}, ["hue_half"], "targets"
+        )
     with pytest.raises(ValueError, match=r"unknown shift 'blur'; known shifts: \["):
         apply_shifts(FrameEnv(), {"blur": {"intensity": 1.0}})
     with pytest.raises(ValueError, match=r"HueRotation: intensity must lie in \[0, 1\], got 1.5"):
@@ -175,16 +190,39 @@ def test_env_and_domain_wrappers_are_applied_in_order_and_belong_to_the_settings
 IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 
 
-@pytest.mark.parametrize("observation_space, action_space, algorithm, problem", [
-    (spaces.Dict({"image": IMAGE}), spaces.Discrete(3), "PPO",
-     r"gives dict observations \(.*\); darla's vision expects one image per step"),
-    (spaces.Box(0, 1, (64, 64, 3), np.float32), spaces.Discrete(3), "PPO",
-     r"gives images of dtype float32; darla expects uint8 frames"),
-    (spaces.Box(0, 255, (32, 32, 3), np.uint8), spaces.Discrete(3), "PPO",
-     (r"gives images of shape \(H, W, C\) \(32, 32, 3\), that is \(C, H, W\) \[3, 32, 32\], but "
-      r"env.observation_shape is \[3, 64, 64\]; vision models take their input_shape from env.observation_shape")),
-    (IMAGE, spaces.Box(-1, 1, (2,)), "DQN", r"has action space Box\(.*\), which DQN cannot use; DQN acts in Discrete"),
-])
+@pytest.mark.parametrize(
+    "observation_space, action_space, algorithm, problem",
+    [
+        (
+            spaces.Dict({"image": IMAGE}),
+            spaces.Discrete(3),
+            "PPO",
+            r"gives dict observations \(.*\); darla's vision expects one image per step",
+        ),
+        (
+            spaces.Box(0, 1, (64, 64, 3), np.float32),
+            spaces.Discrete(3),
+            "PPO",
+            r"gives images of dtype float32; darla expects uint8 frames",
+        ),
+        (
+            spaces.Box(0, 255, (32, 32, 3), np.uint8),
+            spaces.Discrete(3),
+            "PPO",
+            (
+                r"gives images of shape \(H, W, C\) \(32, 32, 3\), that is \(C, H, W\) \[3, 32, 32\], but "
+                r"env.observation_shape is \[3, 64, 64\]; vision models take their input_shape from "
+                r"env.observation_shape"
+            ),
+        ),
+        (
+            IMAGE,
+            spaces.Box(-1, 1, (2,)),
+            "DQN",
+            r"has action space Box\(.*\), which DQN cannot use; DQN acts in Discrete",
+        ),
+    ],
+)
 def test_envs_darla_cannot_use_are_refused(observation_space, action_space, algorithm, problem):
     domain = Domain("odd", FRAME_ENV_ID, {"observation_space": observation_space, "action_space": action_space})
     with pytest.raises(ValueError, match=rf"domain 'odd' \(env '{FRAME_ENV_ID}'\) " + problem):
@@ -196,9 +234,15 @@ def test_an_algorithm_without_known_action_spaces_is_refused():
         check_domain(Domain("fine", FRAME_ENV_ID), [3, 64, 64], "A2C")
 
 
-@pytest.mark.parametrize("action_space, algorithm", [
-    (spaces.Discrete(3), "DQN"), (spaces.Box(-1, 1, (2,)), "PPO"), (spaces.MultiDiscrete([3, 2]), "PPO"),
-    (spaces.MultiBinary(4), "PPO")])
+@pytest.mark.parametrize(
+    "action_space, algorithm",
+    [
+        (spaces.Discrete(3), "DQN"),
+        (spaces.Box(-1, 1, (2,)), "PPO"),
+        (spaces.MultiDiscrete([3, 2]), "PPO"),
+        (spaces.MultiBinary(4), "PPO"),
+    ],
+)
 def test_envs_that_fit_pass(action_space, algorithm):
     check_domain(Domain("fine", FRAME_ENV_ID, {"action_space": action_space}), [3, 64, 64], algorithm)
 
@@ -210,8 +254,11 @@ def test_stages_check_the_first_domain_with_the_env_wrappers():
     assert [dict(d.wrappers) for d in listed] == [{"hue": {"intensity": 0.5}}] * 2
     assert domain_settings(listed)["light_dim_0.6"]["wrappers"] == {"hue": {"intensity": 0.5}}
     narrow = compose_cfg("act", ["env.observation_shape=[3,64,48]"])
-    with pytest.raises(ValueError, match=r"domain 'hat_can_default' \(env 'darla/CollectGoodObjects-v0'\) gives "
-                                         r"images of shape \(H, W, C\) \(64, 64, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"domain 'hat_can_default' \(env 'darla/CollectGoodObjects-v0'\) gives "
+        r"images of shape \(H, W, C\) \(64, 64, 3\)",
+    ):
         domains(narrow, "source")
 
 
@@ -223,12 +270,12 @@ def readme_text() -> str:
     text = README.read_text()
     start = text.index(SECTION + "\n")
     end = text.find("\n## ", start + len(SECTION))
-    return text[start:end if end != -1 else len(text)]
+    return text[start : end if end != -1 else len(text)]
 
 
 def indented_block_after(text: str, marker: str) -> str:
     """The 4-space indented block that follows the line ending with ``marker``."""
-    lines = text[text.index(marker + "\n"):].split("\n")[1:]
+    lines = text[text.index(marker + "\n") :].split("\n")[1:]
     block = []
     for line in lines:
         if not (line.startswith("    ") or line == ""):
@@ -254,14 +301,23 @@ def user_dir(tmp_path_factory) -> Path:
     text = readme_text()
     (root / "my_envs.py").write_text(indented_block_after(text, "`my_envs.py`:"))
     (root / ENV_CONFIG).parent.mkdir(parents=True)
-    (root / ENV_CONFIG).write_text(indented_block_after(text, f"`{ENV_CONFIG}`, in the style of configs/env/collect_good_objects.yaml:"))
+    (root / ENV_CONFIG).write_text(
+        indented_block_after(text, f"`{ENV_CONFIG}`, in the style of configs/env/collect_good_objects.yaml:")
+    )
     return root
 
 
 def run_user_command(argv: list[str], user_dir: Path, timeout: float) -> subprocess.CompletedProcess:
     """A README command as the user runs it in their folder: PYTHONPATH=. and the venv's python."""
-    return subprocess.run([sys.executable, *argv[1:]], cwd=user_dir, capture_output=True, text=True, timeout=timeout,
-                          check=False, env={**os.environ, "PYTHONPATH": str(user_dir), "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, *argv[1:]],
+        cwd=user_dir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(user_dir), "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def test_user_env_config_splits_targets_into_ood1_and_ood2(user_dir):
@@ -331,19 +387,35 @@ def test_readme_walkthrough_runs_see_act_transfer_with_metrics(user_dir, tmp_pat
     summary = json.loads((run / "transfer" / "summary.json").read_text())
     assert list(summary["domains"]) == config["source"] + config["targets"]
     settings = json.loads((run / "transfer" / "config.json").read_text())["domains"]
-    assert settings["hue_1.0"] == {"env_id": "my_envs:EmptyRoomPixels-v0", "size": 5,
-                                   "wrappers": {"hue": {"intensity": 1.0}}}
+    assert settings["hue_1.0"] == {
+        "env_id": "my_envs:EmptyRoomPixels-v0",
+        "size": 5,
+        "wrappers": {"hue": {"intensity": 1.0}},
+    }
     assert "[transfer] done" in output(proc)
 
 
-@pytest.mark.parametrize("problem, expected", [
-    ("env.id=CartPole-v1", ("darla see: error: domain 'plain' (env 'CartPole-v1') gives observations of shape (4,), not "
-                            "images; darla's vision expects image frames, uint8 of shape (H, W, C)")),
-    ("env.observation_shape=[3,32,32]", ("darla see: error: domain 'plain' (env 'my_envs:EmptyRoomPixels-v0') gives images "
-                                         "of shape (H, W, C) (64, 64, 3), that is (C, H, W) [3, 64, 64], but "
-                                         "env.observation_shape is [3, 32, 32]; vision models take their input_shape "
-                                         "from env.observation_shape")),
-])
+@pytest.mark.parametrize(
+    "problem, expected",
+    [
+        (
+            "env.id=CartPole-v1",
+            (
+                "darla see: error: domain 'plain' (env 'CartPole-v1') gives observations of shape (4,), not "
+                "images; darla's vision expects image frames, uint8 of shape (H, W, C)"
+            ),
+        ),
+        (
+            "env.observation_shape=[3,32,32]",
+            (
+                "darla see: error: domain 'plain' (env 'my_envs:EmptyRoomPixels-v0') gives images "
+                "of shape (H, W, C) (64, 64, 3), that is (C, H, W) [3, 64, 64], but "
+                "env.observation_shape is [3, 32, 32]; vision models take their input_shape "
+                "from env.observation_shape"
+            ),
+        ),
+    ],
+)
 def test_readme_bad_envs_are_refused_on_the_command_line(user_dir, tmp_path, problem, expected):
     (command,) = [c for c in readme_commands(readme_text(), "see") if problem in c]
     runs = tmp_path / "runs"

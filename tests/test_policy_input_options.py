@@ -3,9 +3,8 @@ observations, latents or frames) and act.normalize (standardised latents), in ac
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 
 from conftest import check_ok, reseal, run_cli
 from darla.artifacts import read_json, read_npz, write_json
@@ -16,10 +15,22 @@ from darla.runs import load_vision_model
 @pytest.mark.parametrize("vision_model, shape", [("beta_vae_dae", [96]), ("pixels", [64, 64, 9])])
 def test_a_stacked_policy_trains_transfers_and_is_filmed(quick_run, tmp_path, vision_model, shape):
     runs = tmp_path / "runs"
-    args = ["experiment=quick", f"runs_dir={runs}", f"vision_model={vision_model}", "act.frame_stack=3",
-            f"act.see_run={quick_run.see}", "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=stacked",
-            "act.total_timesteps=256", "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
-            "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing]"]
+    args = [
+        "experiment=quick",
+        f"runs_dir={runs}",
+        f"vision_model={vision_model}",
+        "act.frame_stack=3",
+        f"act.see_run={quick_run.see}",
+        "vec_env=dummy",
+        "+env.kwargs.max_episode_steps=30",
+        "name=stacked",
+        "act.total_timesteps=256",
+        "act.eval_every=256",
+        "act.eval_episodes=1",
+        "agent.hyperparameters.n_steps=64",
+        "agent.hyperparameters.batch_size=64",
+        "env.targets=[heldout_pairing]",
+    ]
     check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
     manifest = read_json(runs / "stacked" / "act" / "manifest.json")
     assert manifest["frame_stack"] == 3 and manifest["observation_shape"] == shape
@@ -30,18 +41,36 @@ def test_a_stacked_policy_trains_transfers_and_is_filmed(quick_run, tmp_path, vi
 
 
 def test_stacking_is_refused_for_the_fine_tuned_encoder(tmp_path):
-    proc = run_cli("act", "experiment=quick", f"runs_dir={tmp_path}", "vision_model=darla_ft", "act.frame_stack=2",
-                   cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        "act",
+        "experiment=quick",
+        f"runs_dir={tmp_path}",
+        "vision_model=darla_ft",
+        "act.frame_stack=2",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "act.frame_stack=2 is not allowed with vision_model.policy_input=fine_tune" in proc.stderr
 
 
 def test_normalized_latents_are_standardised_on_the_see_frames_and_reach_transfer_and_video(quick_run, tmp_path):
     runs = tmp_path / "runs"
-    args = ["experiment=quick", f"runs_dir={runs}", "act.normalize=true", f"act.see_run={quick_run.see}",
-            "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=normalized", "act.total_timesteps=256",
-            "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
-            "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing]"]
+    args = [
+        "experiment=quick",
+        f"runs_dir={runs}",
+        "act.normalize=true",
+        f"act.see_run={quick_run.see}",
+        "vec_env=dummy",
+        "+env.kwargs.max_episode_steps=30",
+        "name=normalized",
+        "act.total_timesteps=256",
+        "act.eval_every=256",
+        "act.eval_episodes=1",
+        "agent.hyperparameters.n_steps=64",
+        "agent.hyperparameters.batch_size=64",
+        "env.targets=[heldout_pairing]",
+    ]
     check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
     act = runs / "normalized" / "act"
     record = read_json(act / "manifest.json")["latent_normalization"]
@@ -66,25 +95,53 @@ def test_normalized_latents_are_standardised_on_the_see_frames_and_reach_transfe
 
 
 def test_normalizing_is_refused_for_policies_that_read_no_frozen_latents(tmp_path):
-    proc = run_cli("act", "experiment=quick", f"runs_dir={tmp_path}", "vision_model=pixels", "act.normalize=true",
-                   cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        "act",
+        "experiment=quick",
+        f"runs_dir={tmp_path}",
+        "vision_model=pixels",
+        "act.normalize=true",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "act.normalize=true is not allowed with vision_model.policy_input=pixels" in proc.stderr
 
 
 def test_nuisance_latents_are_chosen_from_exploration_frames_and_redrawn_in_training_only(quick_run, tmp_path):
     runs = tmp_path / "runs"
-    args = ["experiment=quick", f"runs_dir={runs}", "act.resample_nuisance=true", f"act.see_run={quick_run.see}",
-            "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=resampled", "act.total_timesteps=256",
-            "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
-            "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing]"]
+    args = [
+        "experiment=quick",
+        f"runs_dir={runs}",
+        "act.resample_nuisance=true",
+        f"act.see_run={quick_run.see}",
+        "vec_env=dummy",
+        "+env.kwargs.max_episode_steps=30",
+        "name=resampled",
+        "act.total_timesteps=256",
+        "act.eval_every=256",
+        "act.eval_episodes=1",
+        "agent.hyperparameters.n_steps=64",
+        "agent.hyperparameters.batch_size=64",
+        "env.targets=[heldout_pairing]",
+    ]
     proc = check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
     nuisance = read_json(runs / "resampled" / "act" / "manifest.json")["nuisance_latents"]
-    assert set(nuisance["importance"]) <= {"agent_x", "agent_z", "heading_cos", "heading_sin", "good_in_view",
-                                           "nearest_kind", "nearest_bearing", "nearest_distance"}
+    assert set(nuisance["importance"]) <= {
+        "agent_x",
+        "agent_z",
+        "heading_cos",
+        "heading_sin",
+        "good_in_view",
+        "nearest_kind",
+        "nearest_bearing",
+        "nearest_distance",
+    }
     assert nuisance["importance"] and all(len(v) == 32 for v in nuisance["importance"].values())
     needed = np.max(np.array(list(nuisance["importance"].values())), axis=0)
     assert nuisance["latents"] == np.flatnonzero(needed < 0.01).tolist()
-    assert f"redrawing in training the latents the task probe finds no task quantity needs: {nuisance['latents']}" \
+    assert (
+        f"redrawing in training the latents the task probe finds no task quantity needs: {nuisance['latents']}"
         in proc.stdout
+    )
     check_ok(run_cli("transfer", *args, cwd=tmp_path, timeout=300))

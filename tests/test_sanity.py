@@ -3,7 +3,6 @@ the oracle's state found through a wrapper; env ids of packages that register on
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -14,10 +13,10 @@ import torch
 from gymnasium import spaces
 
 from darla.artifacts import read_json, write_jsonl
-from darla.vision_report import diagnose
 from darla.latent_env import StateObservation, check_state
 from darla.sanity import episode_flags, interval_flags, seed_flags, vision_flags
 from darla.transfer import summarize
+from darla.vision_report import diagnose
 from envs.domains import Domain, DomainMixture, registered_id
 from vision_models import BetaVAE
 
@@ -29,8 +28,16 @@ def episodes(returns_by_domain: dict[str, list[float]], random: list[float] | No
         for seed, r in enumerate(returns):
             rows.append({"domain": domain, "role": role, "policy": "policy", "seed": seed, "return": r, "length": 10})
             if random is not None:
-                rows.append({"domain": domain, "role": role, "policy": "random", "seed": seed, "return": random[seed],
-                             "length": 10})
+                rows.append(
+                    {
+                        "domain": domain,
+                        "role": role,
+                        "policy": "random",
+                        "seed": seed,
+                        "return": random[seed],
+                        "length": 10,
+                    }
+                )
     return rows
 
 
@@ -52,8 +59,9 @@ def test_each_episode_flag_is_raised_by_the_run_that_has_it():
     flat = episodes({"a": [0.0, 0.0], "b": [0.0, 0.0]}, random=[-1.0, -0.5])
     assert set(episode_flags(flat)) == {"identical_across_domains", "zero_spread"}
     assert set(seed_flags({0: {"a": 1.0, "b": 0.5}, 1: {"a": 1.0, "b": 0.5}})) == {"identical_across_seeds"}
-    assert set(interval_flags({"seeds": 2, "source": {"ci_low": 0.3, "ci_high": 0.3}}, ["source"])) == \
-        {"degenerate_interval"}
+    assert set(interval_flags({"seeds": 2, "source": {"ci_low": 0.3, "ci_high": 0.3}}, ["source"])) == {
+        "degenerate_interval"
+    }
     assert interval_flags({"seeds": 1, "source": {"ci_low": 0.3, "ci_high": 0.3}}, ["source"]) == {}
 
 
@@ -119,8 +127,11 @@ def test_the_oracle_finds_the_state_on_a_wrapper_and_refuses_an_env_without_one(
     obs, _ = env.reset(seed=0)
     assert env.observation_space.shape == (1,) and obs.shape == (1,)
     check_state(Domain("plain", "sanity_test/PixelsWithState-v0"))
-    with pytest.raises(ValueError, match=r"Pixels .*reports no ground-truth state: the oracle baseline needs a "
-                                         r"`state_space` Box attribute on the env or one of its wrappers"):
+    with pytest.raises(
+        ValueError,
+        match=r"Pixels .*reports no ground-truth state: the oracle baseline needs a "
+        r"`state_space` Box attribute on the env or one of its wrappers",
+    ):
         check_state(Domain("plain", "sanity_test/Pixels-v0"))
 
 
@@ -129,15 +140,21 @@ def test_a_stock_id_of_a_package_that_registers_on_import_is_found():
     code = "from envs.domains import registered_id; print(registered_id('MiniWorld-OneRoomS6-v0'))"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert found.strip().splitlines()[-1] == "miniworld:MiniWorld-OneRoomS6-v0"
-    with pytest.raises(ValueError, match=r"env id 'CartPol-v1' is not registered with Gymnasium\. If a package of "
-                                         r"yours registers it when imported, write env.id=<package>:CartPol-v1") as err:
+    with pytest.raises(
+        ValueError,
+        match=r"env id 'CartPol-v1' is not registered with Gymnasium\. If a package of "
+        r"yours registers it when imported, write env.id=<package>:CartPol-v1",
+    ) as err:
         registered_id("CartPol-v1")
     assert "Did you mean" not in str(err.value)
 
 
 def test_importing_darla_switches_miniworld_to_headless():
     code = "import darla, pyglet; print(pyglet.options['headless'])"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "True"
+    )
 
 
 def test_an_env_that_fails_in_a_worker_raises_its_own_error():

@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision_models.metrics.task_probe import (CLASSIFICATION, REGRESSION, Quantity, latent_importance, probe_scores,
-                                              state_quantities)
+from vision_models.metrics.task_probe import (
+    CLASSIFICATION,
+    REGRESSION,
+    Quantity,
+    latent_importance,
+    probe_scores,
+    state_quantities,
+)
 
 
 def world(n: int, seed: int):
@@ -17,9 +23,11 @@ def world(n: int, seed: int):
     distance = rng.uniform(0.1, 1.0, n)
     good = rng.integers(0, 2, n)
     visible = rng.random(n) < 0.7
-    quantities = {"heading_cos": Quantity(REGRESSION, np.cos(heading)),
-                  "distance": Quantity(REGRESSION, distance, visible),
-                  "good": Quantity(CLASSIFICATION, good, visible)}
+    quantities = {
+        "heading_cos": Quantity(REGRESSION, np.cos(heading)),
+        "distance": Quantity(REGRESSION, distance, visible),
+        "good": Quantity(CLASSIFICATION, good, visible),
+    }
     code = np.stack([np.cos(heading), np.sin(heading), distance, good - 0.5, rng.normal(size=n)], axis=1)
     return code, quantities
 
@@ -27,8 +35,7 @@ def world(n: int, seed: int):
 def scores(code_of):
     train_code, train = world(2000, 0)
     test_code, test = world(500, 1)
-    return probe_scores(code_of(train_code), train, {"heldout": (code_of(test_code), test)}, seed=0,
-                        num_train=2000)
+    return probe_scores(code_of(train_code), train, {"heldout": (code_of(test_code), test)}, seed=0, num_train=2000)
 
 
 def test_the_state_itself_scores_about_one():
@@ -82,10 +89,22 @@ def test_the_features_of_an_encoder_trained_by_rl_are_probed(quick_run, tmp_path
     from darla.artifacts import read_json
 
     runs = tmp_path / "runs"
-    args = ["act", "experiment=quick", f"runs_dir={runs}", f"vision_model={vision_model}", f"act.see_run={quick_run.see}",
-            "vec_env=dummy", "+env.kwargs.max_episode_steps=30", "name=probed", "act.total_timesteps=256",
-            "act.eval_every=256", "act.eval_episodes=1", "agent.hyperparameters.n_steps=64",
-            "agent.hyperparameters.batch_size=64", "env.targets=[heldout_pairing,distractors]"]
+    args = [
+        "act",
+        "experiment=quick",
+        f"runs_dir={runs}",
+        f"vision_model={vision_model}",
+        f"act.see_run={quick_run.see}",
+        "vec_env=dummy",
+        "+env.kwargs.max_episode_steps=30",
+        "name=probed",
+        "act.total_timesteps=256",
+        "act.eval_every=256",
+        "act.eval_episodes=1",
+        "agent.hyperparameters.n_steps=64",
+        "agent.hyperparameters.batch_size=64",
+        "env.targets=[heldout_pairing,distractors]",
+    ]
     made = {p: p.stat().st_mtime_ns for p in (quick_run.see / "probe_frames").glob("*.npz")}
     proc = check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
     # DARLA_FT reads its see run's target frames: those made before (for other settings: here the

@@ -3,12 +3,10 @@ user made it available, and a manifest edited after the run is refused."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 
 import pytest
-import torch
 
 from conftest import QUICK_NAME, copy_run, output, reseal, run_cli, snapshot
 from darla import trust
@@ -61,8 +59,11 @@ def test_a_crafted_manifest_executes_nothing_and_is_refused(quick_run, tmp_path,
         manifest[where]["model"] = specs[target]
     reseal_with(run / "see", manifest)
     before = snapshot(run)
-    stage = ["diagnose", str(run / "see")] if where == "factor_dataset" else \
-        ["act", "experiment=quick", f"act.see_run={run / 'see'}", "vec_env=dummy"]
+    stage = (
+        ["diagnose", str(run / "see")]
+        if where == "factor_dataset"
+        else ["act", "experiment=quick", f"act.see_run={run / 'see'}", "vec_env=dummy"]
+    )
     env = {"PYTHONPATH": str(tmp_path / "evil_pkg")}  # the evil module would be importable
     proc = run_cli(*stage, f"runs_dir={runs}", cwd=tmp_path, timeout=180, env=env)
     text = output(proc)
@@ -79,12 +80,21 @@ def test_an_edited_manifest_is_refused_by_its_content_hash(quick_run, tmp_path):
     manifest = read_json(run / "see" / MANIFEST)
     manifest["vision_model"]["model"]["beta"] = 99.0
     write_json(run / "see" / MANIFEST, manifest)
-    proc = run_cli("act", "experiment=quick", f"act.see_run={run / 'see'}", f"runs_dir={runs}", "vec_env=dummy",
-                   cwd=tmp_path, timeout=180)
+    proc = run_cli(
+        "act",
+        "experiment=quick",
+        f"act.see_run={run / 'see'}",
+        f"runs_dir={runs}",
+        "vec_env=dummy",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert proc.returncode == 2 and "Traceback" not in output(proc)
     see = run / "see"
-    assert (f"{see / MANIFEST}, {see / 'dae.safetensors'}, {see / 'vision_model.safetensors'} do not match the "
-            f"content hash recorded in the manifest") in proc.stderr
+    assert (
+        f"{see / MANIFEST}, {see / 'dae.safetensors'}, {see / 'vision_model.safetensors'} do not match the "
+        f"content hash recorded in the manifest"
+    ) in proc.stderr
     assert not (runs / QUICK_NAME / "act" / "config.json").exists()
 
 
@@ -104,20 +114,39 @@ def test_parents_from_another_env_or_other_domains_are_refused(quick_run, tmp_pa
     runs = tmp_path / "runs"
     run = copy_run(quick_run, runs, QUICK_NAME, stages=("see", "act"))
     # transfer on other source domains than the policy was trained on
-    proc = run_cli("transfer", "experiment=quick", f"runs_dir={runs}", "vec_env=dummy",
-                   "env.source=[hat_can_default,cake_balloon_default]", cwd=tmp_path, timeout=180)
+    proc = run_cli(
+        "transfer",
+        "experiment=quick",
+        f"runs_dir={runs}",
+        "vec_env=dummy",
+        "env.source=[hat_can_default,cake_balloon_default]",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert proc.returncode == 2 and "Traceback" not in output(proc)
-    assert (f"parent {run / 'act'} has source_domains ['hat_can_default', 'cake_balloon_default', "
-            f"'cake_balloon_alternative']; this stage has ['hat_can_default', 'cake_balloon_default']") in proc.stderr
+    assert (
+        f"parent {run / 'act'} has source_domains ['hat_can_default', 'cake_balloon_default', "
+        f"'cake_balloon_alternative']; this stage has ['hat_can_default', 'cake_balloon_default']"
+    ) in proc.stderr
     # a see run made on another env (its manifest says so) is refused by act
     manifest = read_json(run / "see" / MANIFEST)
     manifest["env_id"], manifest["env_name"] = "MyPixelsEnv-v0", "my_env"
     reseal_with(run / "see", manifest)
-    proc = run_cli("act", "experiment=quick", f"runs_dir={runs}", "name=other", f"act.see_run={run / 'see'}",
-                   "vec_env=dummy", cwd=tmp_path, timeout=180)
+    proc = run_cli(
+        "act",
+        "experiment=quick",
+        f"runs_dir={runs}",
+        "name=other",
+        f"act.see_run={run / 'see'}",
+        "vec_env=dummy",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert proc.returncode == 2 and "Traceback" not in output(proc)
-    assert (f"parent {run / 'see'} was made on env 'MyPixelsEnv-v0' (my_env); this stage runs env "
-            f"'darla/CollectGoodObjects-v0' (collect_good_objects)") in proc.stderr
+    assert (
+        f"parent {run / 'see'} was made on env 'MyPixelsEnv-v0' (my_env); this stage runs env "
+        f"'darla/CollectGoodObjects-v0' (collect_good_objects)"
+    ) in proc.stderr
     assert not (runs / "other" / "act" / "config.json").exists()
 
 
@@ -127,15 +156,18 @@ class TinyModel(VisionModel):
 
 def test_build_recorded_builds_only_classes_of_allowed_modules(tmp_path):
     source = tmp_path / MANIFEST
-    built = trust.build_recorded({"_target_": "vision_models.beta_vae.BetaVAE", "latent_dim": 3}, VisionModel,
-                                 "vision_model.model", source)
+    built = trust.build_recorded(
+        {"_target_": "vision_models.beta_vae.BetaVAE", "latent_dim": 3}, VisionModel, "vision_model.model", source
+    )
     assert built.latent_dim == 3
     refusals = {
         "a function of an allowed module": {"_target_": "vision_models.base.reparameterize"},
         "a class of another kind": {"_target_": "envs.domains.Domain", "name": "x", "env_id": "y"},
         "a module outside the allowed ones": {"_target_": "torch.nn.Linear", "in_features": 1, "out_features": 1},
-        "a nested target": {"_target_": "vision_models.beta_vae.BetaVAE",
-                            "input_shape": {"_target_": "builtins.open", "file": str(tmp_path / "x")}},
+        "a nested target": {
+            "_target_": "vision_models.beta_vae.BetaVAE",
+            "input_shape": {"_target_": "builtins.open", "file": str(tmp_path / "x")},
+        },
         "Hydra's own keys": {"_target_": "vision_models.beta_vae.BetaVAE", "_args_": [1]},
         "a relative or odd path": {"_target_": "..vision_models.beta_vae.BetaVAE"},
     }
@@ -147,13 +179,18 @@ def test_build_recorded_builds_only_classes_of_allowed_modules(tmp_path):
     spec = {"_target_": f"{__name__}.TinyModel", "latent_dim": 2}
     with pytest.raises(UserError, match="is refused"):
         trust.build_recorded(spec, VisionModel, "vision_model.model", source)
-    assert trust.build_recorded(spec, VisionModel, "vision_model.model", source,
-                                allowed=[*trust.BUILT_IN, __name__]).latent_dim == 2
+    assert (
+        trust.build_recorded(
+            spec, VisionModel, "vision_model.model", source, allowed=[*trust.BUILT_IN, __name__]
+        ).latent_dim
+        == 2
+    )
 
 
 def test_the_config_makes_its_own_targets_and_trusted_modules_available():
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"vision_model": {"model": {"_target_": "my_models.LinearVAE"}},
-                            "trusted_modules": ["lab_models"]})
+    cfg = OmegaConf.create(
+        {"vision_model": {"model": {"_target_": "my_models.LinearVAE"}}, "trusted_modules": ["lab_models"]}
+    )
     assert trust.config_modules(cfg) == {"my_models", "lab_models"}

@@ -35,15 +35,22 @@ def test_readme_user_model_runs_through_every_stage(tmp_path):
     (tmp_path / "my_models.py").write_text(indented_block_after("`my_models.py`:"))
     (tmp_path / "my_configs" / "vision_model").mkdir(parents=True)
     (tmp_path / "my_configs" / "vision_model" / "linear_vae.yaml").write_text(
-        indented_block_after("`my_configs/vision_model/linear_vae.yaml`:"))
+        indented_block_after("`my_configs/vision_model/linear_vae.yaml`:")
+    )
     command = re.search(r"^    (PYTHONPATH=\. python -m darla\.stage .*)$", README, re.M).group(1)
     env_prefix, *argv = shlex.split(command)
     assert env_prefix == "PYTHONPATH=." and argv[:3] == ["python", "-m", "darla.stage"]
 
     runs = tmp_path / "runs"
     extra = ["experiment=quick", f"runs_dir={runs}", QUICK_TARGETS]
-    proc = subprocess.run([sys.executable, *argv[1:], *extra], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        [sys.executable, *argv[1:], *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONUNBUFFERED": "1"},
+    )
     check_ok(proc)
     run = runs / "quick_linear_vae"
     see_manifest = (run / "see" / "manifest.json").read_text()

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
-from conftest import square_images as images
 from hydra.utils import instantiate
 
+from conftest import compose_cfg
+from conftest import square_images as images
 from vision_models import VisionModel
 from vision_models.annealed_vae import AnnealedVAE, capacity
 from vision_models.beta_tcvae import (
@@ -71,7 +71,6 @@ def widen_codes(model, scale=300.0):
         head.weight[: model.latent_dim].mul_(scale)
         head.bias[: model.latent_dim].zero_()
     return model
-
 
 
 def reference_pass(model, x, seed):
@@ -164,7 +163,9 @@ def test_importance_weight_matrix_matches_the_paper_entry_by_entry(estimator, ba
     assert weights.shape == (batch_size, batch_size)
     for i in range(batch_size):
         for j in range(batch_size):
-            assert weights[i, j].item() == pytest.approx(paper_weight(i, j, batch_size, dataset_size, estimator), rel=1e-12)
+            assert weights[i, j].item() == pytest.approx(
+                paper_weight(i, j, batch_size, dataset_size, estimator), rel=1e-12
+            )
     # MSS: each row is a weighting of the N images (sums to 1, so q(z) is exact when all posteriors agree).
     # Chen et al.'s published layout fails this: its stride-B assignments leave row B - 2 with two
     # partner weights. MWS rows sum to 1/N, the bias its derivation accepts.
@@ -183,14 +184,19 @@ def random_posteriors(n, dim, seed):
 def test_aggregate_posterior_estimates_match_explicit_loops(estimator):
     batch, dim, dataset_size = 5, 3, 50
     mean, logvar = random_posteriors(batch, dim, seed=1)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn(batch, dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn(
+        batch, dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+    )
     log_w = log_importance_weights(batch, dataset_size, estimator)
     log_qz, log_prod_qz = _log_aggregate_posterior(z, mean, logvar, log_w)
     for i in range(batch):
         w = [paper_weight(i, j, batch, dataset_size, estimator) for j in range(batch)]
         joint = sum(w[j] * posterior_density(z[i], mean[j], logvar[j]) for j in range(batch))
         marginals = [
-            sum(w[j] * normal_density(z[i, d].item(), mean[j, d].item(), math.exp(logvar[j, d].item())) for j in range(batch))
+            sum(
+                w[j] * normal_density(z[i, d].item(), mean[j, d].item(), math.exp(logvar[j, d].item()))
+                for j in range(batch)
+            )
             for d in range(dim)
         ]
         assert log_qz[i].item() == pytest.approx(math.log(joint), rel=1e-10)
@@ -219,7 +225,9 @@ def test_mss_is_unbiased_and_mws_biased_low_against_brute_force_aggregate_poster
                     for rest in itertools.permutations(others, batch - 1):
                         order = [*rest[:slot], n_star, *rest[slot:]]
                         z_batch = z[dims].expand(batch, len(dims))  # only row `slot` is read
-                        log_qz, _ = _log_aggregate_posterior(z_batch, mean[order][:, dims], logvar[order][:, dims], log_w)
+                        log_qz, _ = _log_aggregate_posterior(
+                            z_batch, mean[order][:, dims], logvar[order][:, dims], log_w
+                        )
                         estimates.append(log_qz[slot].exp().item())
                     assert np.mean(estimates) == pytest.approx(expected, rel=1e-10)
             assert mws_expectation < brute_force
@@ -228,7 +236,9 @@ def test_mss_is_unbiased_and_mws_biased_low_against_brute_force_aggregate_poster
 @pytest.mark.parametrize("estimator", ["mws", "mss"])
 def test_kl_decomposition_adds_up_to_the_sampled_kl(estimator):
     mean, logvar = random_posteriors(6, 3, seed=5)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn(6, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn(
+        6, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64
+    )
     parts = kl_decomposition(z, mean, logvar, dataset_size=100, estimator=estimator)
     posterior = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
     prior = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
@@ -247,11 +257,17 @@ def test_beta_tcvae_loss_terms_match_explicit_loops(estimator):
     for i in range(batch):
         w = [paper_weight(i, j, batch, dataset_size, estimator) for j in range(batch)]
         log_qz.append(math.log(sum(w[j] * posterior_density(z[i], mean[j], logvar[j]) for j in range(batch))))
-        log_prod_qz.append(sum(
-            math.log(sum(w[j] * normal_density(z[i, d].item(), mean[j, d].item(), math.exp(logvar[j, d].item()))
-                         for j in range(batch)))
-            for d in range(LATENT)
-        ))
+        log_prod_qz.append(
+            sum(
+                math.log(
+                    sum(
+                        w[j] * normal_density(z[i, d].item(), mean[j, d].item(), math.exp(logvar[j, d].item()))
+                        for j in range(batch)
+                    )
+                )
+                for d in range(LATENT)
+            )
+        )
         log_qz_given_x.append(math.log(posterior_density(z[i], mean[i], logvar[i])))
         log_pz.append(math.log(posterior_density(z[i], torch.zeros(LATENT), torch.zeros(LATENT))))
     expected = {
@@ -279,16 +295,25 @@ def loop_covariance(rows):
     """Covariance of the rows (B, D), normalised by B, by explicit loops."""
     batch, dim = rows.shape
     mean = [sum(rows[b, d].item() for b in range(batch)) / batch for d in range(dim)]
-    return torch.tensor([[sum((rows[b, i].item() - mean[i]) * (rows[b, j].item() - mean[j]) for b in range(batch)) / batch
-                          for j in range(dim)] for i in range(dim)], dtype=torch.float64)
+    return torch.tensor(
+        [
+            [
+                sum((rows[b, i].item() - mean[i]) * (rows[b, j].item() - mean[j]) for b in range(batch)) / batch
+                for j in range(dim)
+            ]
+            for i in range(dim)
+        ],
+        dtype=torch.float64,
+    )
 
 
 def test_dip_covariances_match_loops_and_monte_carlo():
     mean, logvar = random_posteriors(7, 3, seed=8)
     cov_mean = loop_covariance(mean)
     assert torch.allclose(dip_covariance(mean, logvar, "i"), cov_mean, rtol=1e-12, atol=1e-12)
-    expected_ii = cov_mean + torch.diag(torch.tensor([sum(math.exp(logvar[b, d].item()) for b in range(7)) / 7 for d in range(3)],
-                                                     dtype=torch.float64))
+    expected_ii = cov_mean + torch.diag(
+        torch.tensor([sum(math.exp(logvar[b, d].item()) for b in range(7)) / 7 for d in range(3)], dtype=torch.float64)
+    )
     cov_z = dip_covariance(mean, logvar, "ii")
     assert torch.allclose(cov_z, expected_ii, rtol=1e-12, atol=1e-12)
     # DIP-VAE-II regularises Cov[z] for z from the mixture of the batch's posteriors: sample it
@@ -301,7 +326,9 @@ def test_dip_covariances_match_loops_and_monte_carlo():
 def test_dip_penalties_match_loops():
     cov = torch.tensor([[1.5, 0.2, -0.3], [0.2, 0.9, 0.1], [-0.3, 0.1, 1.0]], dtype=torch.float64)
     off_diagonal, diagonal = covariance_penalties(cov)
-    assert off_diagonal.item() == pytest.approx(sum(cov[i, j].item() ** 2 for i in range(3) for j in range(3) if i != j))
+    assert off_diagonal.item() == pytest.approx(
+        sum(cov[i, j].item() ** 2 for i in range(3) for j in range(3) if i != j)
+    )
     assert diagonal.item() == pytest.approx(0.5**2 + 0.1**2 + 0.0)
     assert [v.item() for v in covariance_penalties(torch.eye(4))] == [0.0, 0.0]
 
@@ -349,8 +376,10 @@ def test_gradients_reach_encoder_and_decoder_and_the_regulariser_only_the_encode
     def gradients(**kwargs):
         model = make(name, seed=0, **kwargs)
         loss_with_seed(model, x, step=30, seed=5)[0].backward()
-        return ({n: p.grad for n, p in model.encoder.named_parameters()},
-                {n: p.grad for n, p in model.decoder.named_parameters()})
+        return (
+            {n: p.grad for n, p in model.encoder.named_parameters()},
+            {n: p.grad for n, p in model.decoder.named_parameters()},
+        )
 
     encoder, decoder = gradients()
     for grad in [*encoder.values(), *decoder.values()]:
@@ -405,21 +434,24 @@ def test_config_overrides_switch_variants():
     assert instantiate(annealed.model).iteration_threshold == annealed.train.steps == 30
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: AnnealedVAE(SHAPE, gamma=-1.0), "gamma"),
-    (lambda: AnnealedVAE(SHAPE, c_max=-5.0), "c_max"),
-    (lambda: AnnealedVAE(SHAPE, iteration_threshold=0), "iteration_threshold"),
-    (lambda: AnnealedVAE(SHAPE).capacity(-1), "step"),
-    (lambda: BetaTCVAE(SHAPE, dataset_size=1000, estimator="exact"), "estimator"),
-    (lambda: BetaTCVAE(SHAPE, dataset_size=1), "dataset_size"),
-    (lambda: log_importance_weights(8, 5, "mss"), "dataset_size"),
-    (lambda: log_importance_weights(1, 5, "mws"), "batch_size"),
-    (lambda: BetaTCVAE(SHAPE, LATENT, dataset_size=100).loss(images(1), 0), "batch_size"),
-    (lambda: DIPVAE(SHAPE, dip_type="iii"), "dip_type"),
-    (lambda: DIPVAE(SHAPE, lambda_od=-1.0), "lambda_od"),
-    (lambda: DIPVAE(SHAPE, lambda_d=-1.0), "lambda_d"),
-    (lambda: AnnealedVAE((3, 84, 84)), "input_shape"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: AnnealedVAE(SHAPE, gamma=-1.0), "gamma"),
+        (lambda: AnnealedVAE(SHAPE, c_max=-5.0), "c_max"),
+        (lambda: AnnealedVAE(SHAPE, iteration_threshold=0), "iteration_threshold"),
+        (lambda: AnnealedVAE(SHAPE).capacity(-1), "step"),
+        (lambda: BetaTCVAE(SHAPE, dataset_size=1000, estimator="exact"), "estimator"),
+        (lambda: BetaTCVAE(SHAPE, dataset_size=1), "dataset_size"),
+        (lambda: log_importance_weights(8, 5, "mss"), "dataset_size"),
+        (lambda: log_importance_weights(1, 5, "mws"), "batch_size"),
+        (lambda: BetaTCVAE(SHAPE, LATENT, dataset_size=100).loss(images(1), 0), "batch_size"),
+        (lambda: DIPVAE(SHAPE, dip_type="iii"), "dip_type"),
+        (lambda: DIPVAE(SHAPE, lambda_od=-1.0), "lambda_od"),
+        (lambda: DIPVAE(SHAPE, lambda_d=-1.0), "lambda_d"),
+        (lambda: AnnealedVAE((3, 84, 84)), "input_shape"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(build, match):
     with pytest.raises(ValueError, match=match):
         build()

@@ -18,10 +18,20 @@ from darla.artifacts import read_json, read_jsonl
 from envs.domains import DomainMixture
 
 DOMAINS = ("env.source=[hat_can_default]", "env.targets=[heldout_pairing]")
-TINY = ("experiment=quick", "vec_env=dummy", "num_envs=1", "see.frames=100", "act.total_timesteps=512",
-        "act.eval_every=256", "act.eval_episodes=1", "transfer.episodes=2",
-        "transfer.random_policy=false", "env.vision=[hat_can_default]", *DOMAINS,
-        "env.target_groups={heldout:[heldout_pairing]}")
+TINY = (
+    "experiment=quick",
+    "vec_env=dummy",
+    "num_envs=1",
+    "see.frames=100",
+    "act.total_timesteps=512",
+    "act.eval_every=256",
+    "act.eval_episodes=1",
+    "transfer.episodes=2",
+    "transfer.random_policy=false",
+    "env.vision=[hat_can_default]",
+    *DOMAINS,
+    "env.target_groups={heldout:[heldout_pairing]}",
+)
 NAME = "quick_random_cnn"
 SEED = 100_000  # configs/darla.yaml: transfer.seed, the default video.seed
 SCALE, CAPTION = 4, video.CAPTION_HEIGHT
@@ -42,7 +52,9 @@ def gif_frames(path) -> list[np.ndarray]:
 
 def reset_frame(domain: str, seed: int) -> np.ndarray:
     """The first frame of the episode a vector env seeded with ``seed`` plays on ``domain``."""
-    [(_, found)] = video.video_domains(compose_cfg("video", ["experiment=quick", *DOMAINS, f"video.domains=[{domain}]"]))
+    [(_, found)] = video.video_domains(
+        compose_cfg("video", ["experiment=quick", *DOMAINS, f"video.domains=[{domain}]"])
+    )
     mixture = DomainMixture([found])
     obs, _ = mixture.reset(seed=seed, options={"domain": domain})
     mixture.close()
@@ -51,16 +63,29 @@ def reset_frame(domain: str, seed: int) -> np.ndarray:
 
 def test_video_replays_transfer_episodes_frame_by_frame(tiny_run):
     runs = tiny_run / "runs"
-    proc = check_ok(run_cli("video", NAME, f"runs_dir={runs}", "experiment=quick", *DOMAINS, "video.episodes=2",
-                            cwd=tiny_run, timeout=300))
+    proc = check_ok(
+        run_cli(
+            "video",
+            NAME,
+            f"runs_dir={runs}",
+            "experiment=quick",
+            *DOMAINS,
+            "video.episodes=2",
+            cwd=tiny_run,
+            timeout=300,
+        )
+    )
     out = runs / NAME / "video"
     assert f"[video] done: {out}" in output(proc)
     transfer = {(e["domain"], e["seed"]): e for e in read_jsonl(runs / NAME / "transfer" / "episodes.jsonl")}
     rows = read_jsonl(out / "episodes.jsonl")
     # Default domains: the first source and the first target; episode k has seed video.seed + k.
     assert [(r["domain"], r["role"], r["seed"]) for r in rows] == [
-        ("hat_can_default", "source", SEED), ("hat_can_default", "source", SEED + 1),
-        ("heldout_pairing", "target", SEED), ("heldout_pairing", "target", SEED + 1)]
+        ("hat_can_default", "source", SEED),
+        ("hat_can_default", "source", SEED + 1),
+        ("heldout_pairing", "target", SEED),
+        ("heldout_pairing", "target", SEED + 1),
+    ]
     act_hash = read_json(runs / NAME / "act" / "manifest.json")["content_hash"]
     for row in rows:
         played = transfer[(row["domain"], row["seed"])]
@@ -70,7 +95,7 @@ def test_video_replays_transfer_episodes_frame_by_frame(tiny_run):
         assert len(frames) == row["length"] + 1  # the reset frame, then one per step, the last one terminal
         assert frames[0].shape == (64 * SCALE + CAPTION, 64 * SCALE, 3)
     # What is filmed is the env's own frame (enlarged; GIF colours are quantised), not something else.
-    first = gif_frames(out / "heldout_pairing_seed100000.gif")[0][:64 * SCALE:SCALE, ::SCALE].astype(int)
+    first = gif_frames(out / "heldout_pairing_seed100000.gif")[0][: 64 * SCALE : SCALE, ::SCALE].astype(int)
     error = {seed: np.abs(first - reset_frame("heldout_pairing", seed)).mean() for seed in (SEED, SEED + 1, SEED + 2)}
     assert error[SEED] < 20 and error[SEED] < 0.5 * min(error[SEED + 1], error[SEED + 2]), error
 
@@ -79,11 +104,22 @@ def test_mp4_from_a_transfer_directory_adds_to_the_index(tiny_run):
     runs = tiny_run / "runs"
     out = runs / NAME / "video"
     before = read_jsonl(out / "episodes.jsonl") if (out / "episodes.jsonl").exists() else []
-    check_ok(run_cli("video", str(runs / NAME / "transfer"), "experiment=quick", *DOMAINS,
-                     "video.domains=[heldout_pairing]", "video.format=mp4", "video.fps=5", cwd=tiny_run, timeout=300))
+    check_ok(
+        run_cli(
+            "video",
+            str(runs / NAME / "transfer"),
+            "experiment=quick",
+            *DOMAINS,
+            "video.domains=[heldout_pairing]",
+            "video.format=mp4",
+            "video.fps=5",
+            cwd=tiny_run,
+            timeout=300,
+        )
+    )
     rows = read_jsonl(out / "episodes.jsonl")
-    assert rows[:len(before)] == before  # the GIFs' lines are kept
-    [row] = rows[len(before):]
+    assert rows[: len(before)] == before  # the GIFs' lines are kept
+    [row] = rows[len(before) :]
     assert (row["domain"], row["seed"], row["file"]) == ("heldout_pairing", SEED, "heldout_pairing_seed100000.mp4")
     capture = cv2.VideoCapture(str(out / row["file"]))
     frames = []
@@ -98,12 +134,15 @@ def test_mp4_from_a_transfer_directory_adds_to_the_index(tiny_run):
     assert not any(p.name.startswith(".") and p.suffix == ".tmp" for p in out.iterdir())
 
 
-@pytest.mark.parametrize("override, message", [
-    ("video.format=webm", "video.format='webm' is not allowed: expected one of gif, mp4"),
-    ("video.episodes=0", "video.episodes=0 is not allowed: expected an integer >= 1"),
-    ("video.domains=[nowhere]", "video domains ['nowhere'] are not defined"),
-    ("video.run=no_such_run", "no finished act run found for 'no_such_run'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("video.format=webm", "video.format='webm' is not allowed: expected one of gif, mp4"),
+        ("video.episodes=0", "video.episodes=0 is not allowed: expected an integer >= 1"),
+        ("video.domains=[nowhere]", "video domains ['nowhere'] are not defined"),
+        ("video.run=no_such_run", "no finished act run found for 'no_such_run'"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_is_written(tiny_run, override, message):
     runs = tiny_run / "runs"
     cfg = compose_cfg("video", [f"runs_dir={runs}", "experiment=quick", f"name={NAME}", *DOMAINS, override])

@@ -1,18 +1,17 @@
 import math
 
 import pytest
-from conftest import compose_cfg
-from conftest import square_images as images
 import torch
 from hydra.utils import instantiate
 
+from conftest import compose_cfg
+from conftest import square_images as images
 from vision_models import BetaVAE, BetaVAEDAE, DenoisingAutoencoder, VisionModel, mask_rectangle
 from vision_models.base import bernoulli_reconstruction, gaussian_kl
 
 torch.set_num_threads(1)  # small convs gain little from more; other suites share the 2 cores
 
 SHAPE = (3, 64, 64)
-
 
 
 def make_dae(seed=0):

@@ -13,26 +13,47 @@ from pathlib import Path
 import pytest
 import yaml
 
-from darla.artifacts import read_json
 from conftest import REPO, check_ok, output, run_cli, snapshot
+from darla.artifacts import read_json
 from vision_models.metrics import METRICS
 
 # Every vision model with a see stage: not the baselines that read pixels or the env's state (model: null),
 # nor darla_ft, which is beta_vae_dae's config with another policy input.
-MODELS = sorted(p.stem for p in (REPO / "configs" / "vision_model").glob("*.yaml")
-                if yaml.safe_load(p.read_text()).get("model", "") is not None and p.stem != "darla_ft")
+MODELS = sorted(
+    p.stem
+    for p in (REPO / "configs" / "vision_model").glob("*.yaml")
+    if yaml.safe_load(p.read_text()).get("model", "") is not None and p.stem != "darla_ft"
+)
 DETERMINISTIC = {"dae", "random_cnn"}  # no posterior variance: Chen's sampled MIG does not apply
 ENCODER_ONLY = {"random_cnn"}
 
 
 def see_quick_dsprites(model: str, runs: Path, *extra: str):
-    return run_cli("see", "experiment=quick_dsprites", f"vision_model={model}", f"runs_dir={runs}", *extra,
-                   cwd=runs.parent, timeout=600)
+    return run_cli(
+        "see",
+        "experiment=quick_dsprites",
+        f"vision_model={model}",
+        f"runs_dir={runs}",
+        *extra,
+        cwd=runs.parent,
+        timeout=600,
+    )
 
 
 def test_the_zoo_is_every_model_the_issue_names():
-    assert {"vae", "beta_vae", "dae", "beta_vae_dae", "annealed_vae", "beta_tcvae", "factor_vae", "dip_vae",
-            "infogan", "dcign", "random_cnn"} <= set(MODELS)
+    assert {
+        "vae",
+        "beta_vae",
+        "dae",
+        "beta_vae_dae",
+        "annealed_vae",
+        "beta_tcvae",
+        "factor_vae",
+        "dip_vae",
+        "infogan",
+        "dcign",
+        "random_cnn",
+    } <= set(MODELS)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -72,8 +93,9 @@ def test_diagnose_rewrites_metrics_of_a_finished_run_and_keeps_its_weights(tmp_p
 
     # The run is positional; other overrides follow it. Only the MIG is asked for this time.
     others = [f"~metrics.compute.{name}" for name in METRICS if name != "mig"]
-    proc = check_ok(run_cli("diagnose", str(see), *others, "metrics.compute.mig.num_bins=10",
-                            f"runs_dir={runs}", cwd=tmp_path))
+    proc = check_ok(
+        run_cli("diagnose", str(see), *others, "metrics.compute.mig.num_bins=10", f"runs_dir={runs}", cwd=tmp_path)
+    )
     assert "[diagnose] mig:" in output(proc)
     metrics = json.loads((see / "metrics.json").read_text())["metrics"]
     assert list(metrics) == ["mig"]
@@ -90,12 +112,29 @@ def test_dcign_trains_on_collect_good_objects_sweeps_and_see_scores_it_on_the_en
     """On the env itself: DC-IGN's sweeps come from CollectGoodObjects' factor dataset (never the
     held-out pairing), and see computes the metrics on the env's own factor grid."""
     runs = tmp_path / "runs"
-    grid = ["env.factor_dataset.room_styles=[default,alternative]", "env.factor_dataset.num_x=2",
-            "env.factor_dataset.num_z=2", "env.factor_dataset.num_headings=3", "env.factor_dataset.num_layouts=2"]
-    check_ok(run_cli("see", "experiment=quick", "vision_model=dcign", "vision_model.train.steps=4",
-                     "vision_model.train.batch_size=8", "see.frames=100", *grid,
-                     "metrics.compute={mig:{num_train:200},factor_vae_score:{num_train:50,num_eval:20,"
-                     "num_variance_estimate:100,batch_size:8}}", f"runs_dir={runs}", cwd=tmp_path, timeout=600))
+    grid = [
+        "env.factor_dataset.room_styles=[default,alternative]",
+        "env.factor_dataset.num_x=2",
+        "env.factor_dataset.num_z=2",
+        "env.factor_dataset.num_headings=3",
+        "env.factor_dataset.num_layouts=2",
+    ]
+    check_ok(
+        run_cli(
+            "see",
+            "experiment=quick",
+            "vision_model=dcign",
+            "vision_model.train.steps=4",
+            "vision_model.train.batch_size=8",
+            "see.frames=100",
+            *grid,
+            "metrics.compute={mig:{num_train:200},factor_vae_score:{num_train:50,num_eval:20,"
+            "num_variance_estimate:100,batch_size:8}}",
+            f"runs_dir={runs}",
+            cwd=tmp_path,
+            timeout=600,
+        )
+    )
     see = runs / "quick_dcign" / "see"
     manifest = read_json(see / "manifest.json")
     assert manifest["vision_model"]["model"]["num_factors"] == 6

@@ -52,8 +52,9 @@ class AnnealedVAE(BetaVAE):
             raise ValueError(f"step must be >= 0, got {step}")
         return capacity(step, self.c_max, self.iteration_threshold)
 
-    def regularizer(self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor,
-                    step: int) -> tuple[Tensor, dict[str, float]]:
+    def regularizer(
+        self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor, step: int
+    ) -> tuple[Tensor, dict[str, float]]:
         target = self.capacity(step)
         capacity_gap = (kl - target).abs()
         return self.gamma * capacity_gap, {"capacity": target, "capacity_gap": capacity_gap.item()}

@@ -48,7 +48,9 @@ def log_importance_weights(batch_size: int, dataset_size: int, estimator: str) -
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
     if batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 to estimate q(z) from the other samples of the batch, got {batch_size}")
+        raise ValueError(
+            f"batch_size must be >= 2 to estimate q(z) from the other samples of the batch, got {batch_size}"
+        )
     if dataset_size < batch_size:
         raise ValueError(f"dataset_size (N = {dataset_size}) must be at least the batch size ({batch_size})")
     n = float(dataset_size)
@@ -115,8 +117,9 @@ class BetaTCVAE(BetaVAE):
         self.estimator = estimator
         self.dataset_size = int(dataset_size)
 
-    def regularizer(self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor,
-                    step: int) -> tuple[Tensor, dict[str, float]]:
+    def regularizer(
+        self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor, step: int
+    ) -> tuple[Tensor, dict[str, float]]:
         parts = kl_decomposition(z, mean, logvar, self.dataset_size, self.estimator)
         penalty = kl + (self.beta - 1.0) * parts["total_correlation"]
         return penalty, {name: value.item() for name, value in parts.items()}

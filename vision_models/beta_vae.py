@@ -61,8 +61,9 @@ class BetaVAE(VisionModel):
         total = reconstruction + penalty
         return total, {"reconstruction": reconstruction.item(), "kl": kl.item(), **terms, "total": total.item()}
 
-    def regularizer(self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor,
-                    step: int) -> tuple[Tensor, dict[str, float]]:
+    def regularizer(
+        self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor, step: int
+    ) -> tuple[Tensor, dict[str, float]]:
         """What the model adds to the reconstruction term, and its extra terms for logging.
 
         β-VAE: β·KL. The variants of the zoo (annealed capacity, β-TCVAE, DIP-VAE) override only

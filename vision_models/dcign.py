@@ -71,8 +71,10 @@ def clamp_inactive_latents(latents: Tensor, active: Tensor, invariance_scale: fl
     paper wants to shrink.
     """
     if latents.dim() != 2 or active.shape != latents.shape[1:] or active.dtype != torch.bool:
-        raise ValueError(f"expected latents (N, D) and a bool mask active (D,), got {tuple(latents.shape)} "
-                         f"and {active.dtype} {tuple(active.shape)}")
+        raise ValueError(
+            f"expected latents (N, D) and a bool mask active (D,), got {tuple(latents.shape)} "
+            f"and {active.dtype} {tuple(active.shape)}"
+        )
     return _ClampToBatchMean.apply(latents, active, float(invariance_scale))
 
 
@@ -104,10 +106,14 @@ class DCIGN(BetaVAE):
     ):
         super().__init__(input_shape, latent_dim, beta, reconstruction)
         if int(num_factors) < 1 or int(latents_per_factor) < 1:
-            raise ValueError(f"num_factors and latents_per_factor must be >= 1, got {num_factors} and {latents_per_factor}")
+            raise ValueError(
+                f"num_factors and latents_per_factor must be >= 1, got {num_factors} and {latents_per_factor}"
+            )
         if int(num_factors) * int(latents_per_factor) > self.latent_dim:
-            raise ValueError(f"num_factors * latents_per_factor = {num_factors} * {latents_per_factor} latents do not fit "
-                             f"in latent_dim {self.latent_dim}")
+            raise ValueError(
+                f"num_factors * latents_per_factor = {num_factors} * {latents_per_factor} latents do not fit "
+                f"in latent_dim {self.latent_dim}"
+            )
         if float(invariance_scale) < 0:
             raise ValueError(f"invariance_scale must be >= 0, got {invariance_scale}")
         self.num_factors = int(num_factors)
@@ -117,8 +123,10 @@ class DCIGN(BetaVAE):
     def factor_latents(self, factor: int) -> range:
         """Indices of the latents assigned to ground-truth factor `factor` (column of the factor dataset)."""
         if not 0 <= factor < self.num_factors:
-            raise ValueError(f"factor must be in [0, {self.num_factors}) (num_factors), got {factor}; "
-                             f"set num_factors to the factor dataset's factor count")
+            raise ValueError(
+                f"factor must be in [0, {self.num_factors}) (num_factors), got {factor}; "
+                f"set num_factors to the factor dataset's factor count"
+            )
         start = factor * self.latents_per_factor
         return range(start, start + self.latents_per_factor)
 
@@ -136,9 +144,11 @@ class DCIGN(BetaVAE):
 
     def loss(self, batch: tuple[Tensor, int], step: int) -> tuple[Tensor, dict[str, float]]:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and torch.is_tensor(batch[0])):
-            raise ValueError("DCIGN.loss expects a factor sweep (images, factor) from "
-                             "FactorBatches(dataset, 'factor_sweeps'); got "
-                             f"{type(batch).__name__}: DC-IGN cannot train on frames without ground-truth factors")
+            raise ValueError(
+                "DCIGN.loss expects a factor sweep (images, factor) from "
+                "FactorBatches(dataset, 'factor_sweeps'); got "
+                f"{type(batch).__name__}: DC-IGN cannot train on frames without ground-truth factors"
+            )
         images, factor = batch
         active = self.active_latents(int(factor), images.device)
         mean, logvar = self.encode(images)
@@ -151,5 +161,9 @@ class DCIGN(BetaVAE):
         # How far the encoder is from invariance: the within-batch variance of the inactive posterior
         # means, summed over latents (what the invariance gradient shrinks; not part of `total`).
         inactive_spread = mean.detach()[:, ~active].var(0, unbiased=False).sum()
-        return total, {"reconstruction": reconstruction.item(), "kl": kl.item(),
-                       "inactive_spread": inactive_spread.item(), "total": total.item()}
+        return total, {
+            "reconstruction": reconstruction.item(),
+            "kl": kl.item(),
+            "inactive_spread": inactive_spread.item(),
+            "total": total.item(),
+        }

@@ -32,7 +32,7 @@ def _tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             y, x = pad + r * (h + pad), pad + c * (w + pad)
-            out[y:y + h, x:x + w] = img
+            out[y : y + h, x : x + w] = img
     return out
 
 
@@ -52,8 +52,9 @@ def reconstruction_grid(model, images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def traversal_frames(model, images: torch.Tensor, span: float | None = None, steps: int = 9,
-                     max_dims: int | None = 10) -> tuple[list[np.ndarray], list[int]]:
+def traversal_frames(
+    model, images: torch.Tensor, span: float | None = None, steps: int = 9, max_dims: int | None = 10
+) -> tuple[list[np.ndarray], list[int]]:
     """Decoded traversals: a list (one per latent, sorted by KL) of (steps, H, W, 3) frames.
 
     The sweep is centred on the mean code of ``images[0]`` and spans ±span, by default the
@@ -92,12 +93,18 @@ def object_reconstruction(model, images: torch.Tensor, masks: torch.Tensor) -> d
     def errors(truth: torch.Tensor, drawn: torch.Tensor, prefix: str) -> dict[str, float]:
         error = (drawn - truth).pow(2).mean(1)  # per pixel, over channels
         inside, outside = float(error[masks].mean()), float(error[~masks].mean())
-        return {f"{prefix}object_mse": inside, f"{prefix}background_mse": outside,
-                f"{prefix}object_to_background": inside / outside if outside > 0 else float("inf")}
+        return {
+            f"{prefix}object_mse": inside,
+            f"{prefix}background_mse": outside,
+            f"{prefix}object_to_background": inside / outside if outside > 0 else float("inf"),
+        }
 
     reconstruction = model.reconstruct(images)
-    result = {"frames": len(images), "object_fraction": float(masks.float().mean()),
-              **errors(images, reconstruction, "")}
+    result = {
+        "frames": len(images),
+        "object_fraction": float(masks.float().mean()),
+        **errors(images, reconstruction, ""),
+    }
     if getattr(model, "dae", None) is not None:
         seen = _through_dae(model, images)
         result.update(errors(seen, _through_dae(model, reconstruction), "dae_view_"))

@@ -71,8 +71,9 @@ class DIPVAE(BetaVAE):
         self.lambda_od = float(lambda_od)
         self.lambda_d = float(lambda_d)
 
-    def regularizer(self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor,
-                    step: int) -> tuple[Tensor, dict[str, float]]:
+    def regularizer(
+        self, mean: Tensor, logvar: Tensor, z: Tensor, kl: Tensor, step: int
+    ) -> tuple[Tensor, dict[str, float]]:
         off_diagonal, diagonal = covariance_penalties(dip_covariance(mean, logvar, self.dip_type))
         penalty = kl + self.lambda_od * off_diagonal + self.lambda_d * diagonal
         return penalty, {"covariance_off_diagonal": off_diagonal.item(), "covariance_diagonal": diagonal.item()}

@@ -81,8 +81,10 @@ class FactorVAE(BetaVAE):
         """Cross-entropy of telling codes (class JOINT) from their column-wise permutation, halves weighted 1/2."""
         joint = self.discriminator(z)
         marginals = self.discriminator(permute_dims(z))
-        return 0.5 * (F.cross_entropy(joint, torch.full((len(z),), JOINT, device=z.device))
-                      + F.cross_entropy(marginals, torch.full((len(z),), PRODUCT_OF_MARGINALS, device=z.device)))
+        return 0.5 * (
+            F.cross_entropy(joint, torch.full((len(z),), JOINT, device=z.device))
+            + F.cross_entropy(marginals, torch.full((len(z),), PRODUCT_OF_MARGINALS, device=z.device))
+        )
 
     def _losses(self, batch: Tensor) -> tuple[Tensor, Tensor, dict[str, float]]:
         """The VAE's loss, the discriminator's loss (on detached codes) and the logged terms."""
@@ -93,8 +95,13 @@ class FactorVAE(BetaVAE):
         tc = total_correlation_estimate(call_with_frozen_weights(self.discriminator, z))
         vae_loss = reconstruction + kl + self.gamma * tc
         discriminator_loss = self.discriminator_loss(z.detach())
-        terms = {"reconstruction": reconstruction.item(), "kl": kl.item(), "tc": tc.item(),
-                 "discriminator": discriminator_loss.item(), "total": vae_loss.item()}
+        terms = {
+            "reconstruction": reconstruction.item(),
+            "kl": kl.item(),
+            "tc": tc.item(),
+            "discriminator": discriminator_loss.item(),
+            "total": vae_loss.item(),
+        }
         return vae_loss, discriminator_loss, terms
 
     def loss(self, batch: Tensor, step: int) -> tuple[Tensor, dict[str, float]]:
@@ -106,8 +113,9 @@ class FactorVAE(BetaVAE):
         vae_parameters = [*self.encoder.parameters(), *self.decoder.parameters()]
         return {
             "vae": torch.optim.Adam(vae_parameters, lr=lr, betas=(0.9, 0.999)),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.discriminator_lr,
-                                              betas=(0.5, 0.9)),
+            "discriminator": torch.optim.Adam(
+                self.discriminator.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9)
+            ),
         }
 
     def training_step(self, batch: Tensor, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:

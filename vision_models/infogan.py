@@ -49,20 +49,21 @@ def gaussian_nll(value: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
 class InfoGANDiscriminator(nn.Module):
     """Conv trunk shared by D (one real/fake logit) and Q (the codes' posterior parameters)."""
 
-    def __init__(self, channels: int, continuous_codes: int, categories: int, hidden: int = 256,
-                 q_hidden: int = 128):
+    def __init__(self, channels: int, continuous_codes: int, categories: int, hidden: int = 256, q_hidden: int = 128):
         super().__init__()
         self.continuous_codes, self.categories = continuous_codes, categories
         self.trunk = nn.Sequential(ConvEncoder(channels, hidden), nn.LeakyReLU(0.2))
         self.real_fake = nn.Linear(hidden, 1)
-        self.q = nn.Sequential(nn.Linear(hidden, q_hidden), nn.LeakyReLU(0.2),
-                               nn.Linear(q_hidden, 2 * continuous_codes + categories))
+        self.q = nn.Sequential(
+            nn.Linear(hidden, q_hidden), nn.LeakyReLU(0.2), nn.Linear(q_hidden, 2 * continuous_codes + categories)
+        )
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(real/fake logit (N,), code mean (N, K), code log-variance (N, K), category logits (N, categories))."""
         features = self.trunk(images)
         mean, logvar, category_logits = self.q(features).split(
-            [self.continuous_codes, self.continuous_codes, self.categories], dim=1)
+            [self.continuous_codes, self.continuous_codes, self.categories], dim=1
+        )
         return self.real_fake(features).squeeze(1), mean, logvar, category_logits
 
 
@@ -81,8 +82,11 @@ class InfoGAN(VisionModel):
         discriminator_lr: float = 2e-4,
     ):
         super().__init__(input_shape, latent_dim)
-        for name, value, least in (("latent_dim", self.latent_dim, 1), ("noise_dim", noise_dim, 0),
-                                   ("categories", categories, 0)):
+        for name, value, least in (
+            ("latent_dim", self.latent_dim, 1),
+            ("noise_dim", noise_dim, 0),
+            ("categories", categories, 0),
+        ):
             if value < least:
                 raise ValueError(f"{name} must be >= {least}, got {value}")
         if categories == 1:
@@ -119,21 +123,24 @@ class InfoGAN(VisionModel):
         category = torch.zeros(n, dtype=torch.long, device=z.device)
         return self.generate(noise, category, z)
 
-    def information_loss(self, mean: Tensor, logvar: Tensor, category_logits: Tensor, codes: Tensor,
-                         category: Tensor) -> Tensor:
+    def information_loss(
+        self, mean: Tensor, logvar: Tensor, category_logits: Tensor, codes: Tensor, category: Tensor
+    ) -> Tensor:
         """-E[log Q(c | x)]: Gaussian NLL of the continuous codes plus cross-entropy of the category."""
         loss = gaussian_nll(codes, mean, logvar)
         if self.categories:
             loss = loss + F.cross_entropy(category_logits, category)
         return loss
 
-    def discriminator_losses(self, batch: Tensor, fake: Tensor, codes: Tensor,
-                             category: Tensor) -> tuple[Tensor, Tensor]:
+    def discriminator_losses(
+        self, batch: Tensor, fake: Tensor, codes: Tensor, category: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """(GAN loss of D: real vs generated, information loss of Q) on detached generated images."""
         real_logit = self.discriminator(batch)[0]
         fake_logit, mean, logvar, category_logits = self.discriminator(fake.detach())
-        gan = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
-               + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+        gan = F.binary_cross_entropy_with_logits(
+            real_logit, torch.ones_like(real_logit)
+        ) + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit))
         return gan, self.information_loss(mean, logvar, category_logits, codes, category)
 
     def generator_losses(self, fake: Tensor, codes: Tensor, category: Tensor) -> tuple[Tensor, Tensor]:
@@ -157,14 +164,19 @@ class InfoGAN(VisionModel):
         discriminator, information = self.discriminator_losses(batch, fake, codes, category)
         generator, _ = self.generator_losses(fake, codes, category)
         total = discriminator + generator + self.info_weight * information
-        return total, {"discriminator": discriminator.item(), "generator": generator.item(),
-                       "information": information.item(), "total": total.item()}
+        return total, {
+            "discriminator": discriminator.item(),
+            "generator": generator.item(),
+            "information": information.item(),
+            "total": total.item(),
+        }
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {
             "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999)),
-            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.discriminator_lr,
-                                              betas=(0.5, 0.999)),
+            "discriminator": torch.optim.Adam(
+                self.discriminator.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999)
+            ),
         }
 
     def training_step(self, batch: Tensor, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:

@@ -30,12 +30,17 @@ class ConvEncoder(nn.Sequential):
 
     def __init__(self, in_channels: int, out_features: int, hidden: int = 256):
         super().__init__(
-            nn.Conv2d(in_channels, 32, 4, stride=2, padding=1), nn.ReLU(),  # 32x32
-            nn.Conv2d(32, 32, 4, stride=2, padding=1), nn.ReLU(),  # 16x16
-            nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),  # 8x8
-            nn.Conv2d(64, 64, 4, stride=2, padding=1), nn.ReLU(),  # 4x4
+            nn.Conv2d(in_channels, 32, 4, stride=2, padding=1),
+            nn.ReLU(),  # 32x32
+            nn.Conv2d(32, 32, 4, stride=2, padding=1),
+            nn.ReLU(),  # 16x16
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            nn.ReLU(),  # 8x8
+            nn.Conv2d(64, 64, 4, stride=2, padding=1),
+            nn.ReLU(),  # 4x4
             nn.Flatten(),
-            nn.Linear(64 * 4 * 4, hidden), nn.ReLU(),
+            nn.Linear(64 * 4 * 4, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, out_features),
         )
 
@@ -45,11 +50,16 @@ class ConvDecoder(nn.Sequential):
 
     def __init__(self, latent_dim: int, out_channels: int, hidden: int = 256):
         super().__init__(
-            nn.Linear(latent_dim, hidden), nn.ReLU(),
-            nn.Linear(hidden, 64 * 4 * 4), nn.ReLU(),
+            nn.Linear(latent_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 64 * 4 * 4),
+            nn.ReLU(),
             nn.Unflatten(1, _FEATURE_SHAPE),
-            nn.ConvTranspose2d(64, 64, 4, stride=2, padding=1), nn.ReLU(),  # 8x8
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(),  # 16x16
-            nn.ConvTranspose2d(32, 32, 4, stride=2, padding=1), nn.ReLU(),  # 32x32
+            nn.ConvTranspose2d(64, 64, 4, stride=2, padding=1),
+            nn.ReLU(),  # 8x8
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            nn.ReLU(),  # 16x16
+            nn.ConvTranspose2d(32, 32, 4, stride=2, padding=1),
+            nn.ReLU(),  # 32x32
             nn.ConvTranspose2d(32, out_channels, 4, stride=2, padding=1),  # 64x64 logits
         )

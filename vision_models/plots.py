@@ -31,8 +31,18 @@ AXIS = (90, 90, 90)
 GRID = (228, 228, 228)
 WHITE = 255
 # Ten well-separated colours (the "tab10" palette); a latent's colour is its column's position.
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+PALETTE = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 TICK_SCALE = 0.4
 LABEL_SCALE = 0.45
 TITLE_SCALE = 0.55
@@ -51,8 +61,16 @@ def _text_size(text: str, scale: float) -> tuple[int, int]:
     return width, height
 
 
-def _put_text(canvas: np.ndarray, text: str, x: float, y: float, scale: float = TICK_SCALE,
-              colour: tuple[int, int, int] = BLACK, ha: str = "left", va: str = "baseline") -> None:
+def _put_text(
+    canvas: np.ndarray,
+    text: str,
+    x: float,
+    y: float,
+    scale: float = TICK_SCALE,
+    colour: tuple[int, int, int] = BLACK,
+    ha: str = "left",
+    va: str = "baseline",
+) -> None:
     """Draw ``text`` anchored at (x, y): ha in left/center/right, va in baseline/center/top."""
     width, height = _text_size(text, scale)
     x -= {"left": 0, "center": width / 2, "right": width}[ha]
@@ -67,9 +85,9 @@ def _put_text_vertical(canvas: np.ndarray, text: str, x: float, y: float, scale:
     cv2.putText(patch, text, (1, height + 1), FONT, scale, BLACK, 1, cv2.LINE_AA)
     patch = np.ascontiguousarray(np.rot90(patch))  # counter-clockwise: the text now reads upwards
     top, left = round(y - patch.shape[0] / 2), round(x - patch.shape[1] / 2)
-    region = canvas[top:top + patch.shape[0], left:left + patch.shape[1]]
+    region = canvas[top : top + patch.shape[0], left : left + patch.shape[1]]
     # Darkest-wins pasting keeps whatever is already drawn under the patch's white background.
-    np.minimum(region, patch[:region.shape[0], :region.shape[1]], out=region)
+    np.minimum(region, patch[: region.shape[0], : region.shape[1]], out=region)
 
 
 def _nice_ticks(low: float, high: float, target: int = 5) -> np.ndarray:
@@ -176,8 +194,14 @@ class _Axes:
             cv2.line(canvas, (column - CAP_HALF_WIDTH, y), (column + CAP_HALF_WIDTH, y), colour, 1)
 
 
-def bar_plot(values: Sequence[float] | np.ndarray, labels: Sequence[str] | None = None, title: str = "",
-             ylabel: str = "", width: int = 800, height: int = 360) -> np.ndarray:
+def bar_plot(
+    values: Sequence[float] | np.ndarray,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    ylabel: str = "",
+    width: int = 800,
+    height: int = 360,
+) -> np.ndarray:
     """One bar per value, in the given order, each labelled below (default: its index).
 
     Bars start at zero, so negative values hang below the zero line. Labels that do not fit under
@@ -217,8 +241,16 @@ def bar_plot(values: Sequence[float] | np.ndarray, labels: Sequence[str] | None 
         x = float(axes.px(i))
         if print_values:
             y = float(axes.py(value))
-            _put_text(canvas, text, x, y - 4 if value >= 0 else y + 4, TICK_SCALE, AXIS, ha="center",
-                      va="baseline" if value >= 0 else "top")
+            _put_text(
+                canvas,
+                text,
+                x,
+                y - 4 if value >= 0 else y + 4,
+                TICK_SCALE,
+                AXIS,
+                ha="center",
+                va="baseline" if value >= 0 else "top",
+            )
         if flat_labels:
             _put_text(canvas, label, x, bottom + 6, ha="center", va="top")
         else:
@@ -249,13 +281,19 @@ def _most_responsive(curves: list[np.ndarray], count: int) -> list[int]:
 def _check_latent_order(latent_order: Sequence[int], num_latents: int) -> list[int]:
     order = [int(d) for d in latent_order]
     if not order or len(set(order)) != len(order) or not all(0 <= d < num_latents for d in order):
-        raise ValueError(f"latent_order must list distinct latent indices in [0, {num_latents}); "
-                         f"got {list(latent_order)}")
+        raise ValueError(
+            f"latent_order must list distinct latent indices in [0, {num_latents}); got {list(latent_order)}"
+        )
     return order
 
 
-def factor_response_plot(codes: FactorCodes, latent_order: Sequence[int] | None = None, max_latents: int = 10,
-                         panel_width: int = 104, panel_height: int = 72) -> np.ndarray:
+def factor_response_plot(
+    codes: FactorCodes,
+    latent_order: Sequence[int] | None = None,
+    max_latents: int = 10,
+    panel_width: int = 104,
+    panel_height: int = 72,
+) -> np.ndarray:
     """Mean code against each factor's class: rows are factors, columns latents ("z3"), one line per panel.
 
     Each panel shows one latent's mean code at each class of one factor, averaged over every other
@@ -271,16 +309,20 @@ def factor_response_plot(codes: FactorCodes, latent_order: Sequence[int] | None 
     if len(names) != len(sizes) or not sizes:
         raise ValueError(f"codes has factor_names {names} and factor_sizes {sizes}; expected one name per size")
     if mean.ndim != 2 or mean.shape[0] != int(np.prod(sizes)) or mean.shape[1] == 0:
-        raise ValueError(f"codes.mean has shape {mean.shape}; "
-                         f"expected ({int(np.prod(sizes))}, D) for factor sizes {sizes}")
+        raise ValueError(
+            f"codes.mean has shape {mean.shape}; expected ({int(np.prod(sizes))}, D) for factor sizes {sizes}"
+        )
     if not np.all(np.isfinite(mean)):
         raise ValueError("codes.mean holds non-finite values")
     if max_latents < 1:
         raise ValueError(f"max_latents must be at least 1; got {max_latents}")
 
     curves = _mean_responses(mean, sizes)
-    order = (_most_responsive(curves, max_latents) if latent_order is None
-             else _check_latent_order(latent_order, mean.shape[1])[:max_latents])
+    order = (
+        _most_responsive(curves, max_latents)
+        if latent_order is None
+        else _check_latent_order(latent_order, mean.shape[1])[:max_latents]
+    )
     shown = np.concatenate([curve[:, order] for curve in curves])
     ticks = _nice_ticks(float(shown.min()), float(shown.max()), target=3)
 
@@ -308,8 +350,14 @@ def factor_response_plot(codes: FactorCodes, latent_order: Sequence[int] | None 
         classes = np.arange(size)
         for column, latent in enumerate(order):
             left = left0 + column * (panel_width + gap_x)
-            axes = _Axes(left, top, left + panel_width, top + panel_height, (0.0, float(max(size - 1, 1))),
-                         (float(ticks[0]), float(ticks[-1])))
+            axes = _Axes(
+                left,
+                top,
+                left + panel_width,
+                top + panel_height,
+                (0.0, float(max(size - 1, 1))),
+                (float(ticks[0]), float(ticks[-1])),
+            )
             axes.grid_and_y_ticks(canvas, ticks, labels=column == 0)
             axes.frame(canvas, full=True)
             axes.line(canvas, classes, curve[:, latent], PALETTE[column % len(PALETTE)])
@@ -347,8 +395,9 @@ def _legend_rows(names: Sequence[str], max_width: float) -> list[list[str]]:
     return rows
 
 
-def _draw_legend(canvas: np.ndarray, rows: list[list[str]], colours: Mapping[str, tuple[int, int, int]],
-                 left: float, top: float) -> None:
+def _draw_legend(
+    canvas: np.ndarray, rows: list[list[str]], colours: Mapping[str, tuple[int, int, int]], left: float, top: float
+) -> None:
     """A coloured dot and the name of each series, row by row from (left, top)."""
     for index, row in enumerate(rows):
         y = top + index * LEGEND_ROW + LEGEND_ROW / 2
@@ -364,8 +413,13 @@ def _header_height(title: str, legend_rows: list[list[str]]) -> int:
     return 12 + (_text_size(title, TITLE_SCALE)[1] + 12 if title else 0) + len(legend_rows) * LEGEND_ROW + 6
 
 
-def _draw_header(canvas: np.ndarray, title: str, legend_rows: list[list[str]],
-                 colours: Mapping[str, tuple[int, int, int]], legend_left: float) -> None:
+def _draw_header(
+    canvas: np.ndarray,
+    title: str,
+    legend_rows: list[list[str]],
+    colours: Mapping[str, tuple[int, int, int]],
+    legend_left: float,
+) -> None:
     """The title centred on the figure, the legend under it from ``legend_left``."""
     top = 12
     if title:
@@ -418,32 +472,43 @@ def _no_infinities(values: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} holds infinite values; expected finite numbers (nan marks a missing value)")
 
 
-def _check_intervals(name: str, values: Sequence[tuple[float, float, float]],
-                     categories: Sequence[str]) -> np.ndarray:
+def _check_intervals(name: str, values: Sequence[tuple[float, float, float]], categories: Sequence[str]) -> np.ndarray:
     """One series' (point, low, high) per category as a (categories, 3) array; a row of nan is a missing value."""
     try:
         table = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as error:
         raise ValueError(f"series {name!r} must hold (point, low, high) number triples; {error}") from None
     if table.shape != (len(categories), 3):
-        raise ValueError(f"series {name!r} has shape {table.shape}; expected one (point, low, high) per category, "
-                         f"({len(categories)}, 3)")
+        raise ValueError(
+            f"series {name!r} has shape {table.shape}; expected one (point, low, high) per category, "
+            f"({len(categories)}, 3)"
+        )
     for category, (point, low, high) in zip(categories, table):
         missing = np.isnan([point, low, high])
         if missing.all():
             continue
         if missing.any() or np.isinf([point, low, high]).any():
-            raise ValueError(f"series {name!r}, category {category!r}: (point, low, high) = ({point}, {low}, {high}); "
-                             f"expected three finite numbers, or three nan for a missing value")
+            raise ValueError(
+                f"series {name!r}, category {category!r}: (point, low, high) = ({point}, {low}, {high}); "
+                f"expected three finite numbers, or three nan for a missing value"
+            )
         if not low <= point <= high:
-            raise ValueError(f"series {name!r}, category {category!r}: (point, low, high) = ({point}, {low}, {high}); "
-                             f"expected low <= point <= high")
+            raise ValueError(
+                f"series {name!r}, category {category!r}: (point, low, high) = ({point}, {low}, {high}); "
+                f"expected low <= point <= high"
+            )
     return table
 
 
-def interval_plot(categories: Sequence[str], series: Mapping[str, Sequence[tuple[float, float, float]]],
-                  title: str = "", ylabel: str = "", divider: int | None = None, width: int | None = None,
-                  height: int = 420) -> np.ndarray:
+def interval_plot(
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
+    title: str = "",
+    ylabel: str = "",
+    divider: int | None = None,
+    width: int | None = None,
+    height: int = 420,
+) -> np.ndarray:
     """Per category, each series' point as a dot on its (low, high) interval whisker, series side by side.
 
     Made for the leaderboard's return per domain: categories are domains, series vision models,
@@ -475,13 +540,18 @@ def interval_plot(categories: Sequence[str], series: Mapping[str, Sequence[tuple
     tick_width = max(_text_size(_tick_label(t, scale.ticks), TICK_SCALE)[0] for t in scale.ticks)
     left = 12 + (label_height + 10 if ylabel else 0) + tick_width + 8
     if width is None:
-        width = max(left + len(categories) * max(36, len(names) * DODGE_STEP + 28) + 14,
-                    _text_size(title, TITLE_SCALE)[0] + 24, 360)
+        width = max(
+            left + len(categories) * max(36, len(names) * DODGE_STEP + 28) + 14,
+            _text_size(title, TITLE_SCALE)[0] + 24,
+            360,
+        )
     right = width - 14
     slot = (right - left) / len(categories)
     if slot < 3 * len(names) + 4:
-        raise ValueError(f"width {width} leaves {slot:.1f} px per category; {len(names)} series need at least "
-                         f"{3 * len(names) + 4} (leave width out to size the figure to the data)")
+        raise ValueError(
+            f"width {width} leaves {slot:.1f} px per category; {len(names)} series need at least "
+            f"{3 * len(names) + 4} (leave width out to size the figure to the data)"
+        )
     dodge = min(DODGE_STEP, 0.75 * slot / len(names)) / slot  # in category units; the rest parts the categories
     legend_rows = _legend_rows(names, right - left)
     top = _header_height(title, legend_rows) + (tick_height + 10 if divider is not None else 0) + tick_height // 2
@@ -508,7 +578,9 @@ def interval_plot(categories: Sequence[str], series: Mapping[str, Sequence[tuple
         if flat_labels:
             _put_text(canvas, label, x, bottom + 6, ha="center", va="top")
         else:
-            _put_text_vertical(canvas, label, x, bottom + 6 + _text_size(label, TICK_SCALE)[0] / 2)  # hangs from the axis
+            _put_text_vertical(
+                canvas, label, x, bottom + 6 + _text_size(label, TICK_SCALE)[0] / 2
+            )  # hangs from the axis
     if divider is not None:
         split = float(axes.px(divider - 0.5))
         if 0 < divider < len(categories):
@@ -533,20 +605,25 @@ def _check_scatter_panel(index: int, panel: Mapping) -> tuple[np.ndarray, np.nda
     missing = [key for key in ("x", "y", "series") if key not in panel]
     unknown = [key for key in panel if key not in SCATTER_KEYS]
     if missing or unknown:
-        raise ValueError(f"panels[{index}] misses keys {missing} / has unknown keys {unknown}; "
-                         f"expected x, y, series and optionally xlabel, ylabel, title")
+        raise ValueError(
+            f"panels[{index}] misses keys {missing} / has unknown keys {unknown}; "
+            f"expected x, y, series and optionally xlabel, ylabel, title"
+        )
     x, y = np.asarray(panel["x"], dtype=float), np.asarray(panel["y"], dtype=float)
     series = [str(name) for name in panel["series"]]
     if x.ndim != 1 or x.shape != y.shape or len(series) != len(x):
-        raise ValueError(f"panels[{index}]: x, y and series must be flat lists of one length; "
-                         f"got shapes {x.shape}, {y.shape} and {len(series)} series names")
+        raise ValueError(
+            f"panels[{index}]: x, y and series must be flat lists of one length; "
+            f"got shapes {x.shape}, {y.shape} and {len(series)} series names"
+        )
     _no_infinities(x, f"panels[{index}]['x']")
     _no_infinities(y, f"panels[{index}]['y']")
     return x, y, series
 
 
-def scatter_plot(panels: Sequence[Mapping], title: str = "", columns: int = 4, panel_width: int = 260,
-                 panel_height: int = 200) -> np.ndarray:
+def scatter_plot(
+    panels: Sequence[Mapping], title: str = "", columns: int = 4, panel_width: int = 260, panel_height: int = 200
+) -> np.ndarray:
     """A grid of small scatter plots (row major, ``columns`` per row), one dot per point, coloured by series.
 
     Each panel is {"x", "y", "series" (one name per point), "xlabel", "ylabel", "title"} and gets
@@ -568,15 +645,19 @@ def scatter_plot(panels: Sequence[Mapping], title: str = "", columns: int = 4, p
     box_top = label_height + 12
     box_bottom = panel_height - (tick_height + 10) - (label_height + 10)
     if box_bottom - box_top < 40:
-        raise ValueError(f"panel_height {panel_height} leaves {box_bottom - box_top} px for the data; "
-                         f"expected at least {box_top + 40 + panel_height - box_bottom}")
+        raise ValueError(
+            f"panel_height {panel_height} leaves {box_bottom - box_top} px for the data; "
+            f"expected at least {box_top + 40 + panel_height - box_bottom}"
+        )
     y_scales = [_data_scale(y, target=max(3, (box_bottom - box_top) // 30)) for _, y, _ in data]
     tick_width = max(_text_size(_tick_label(t, scale.ticks), TICK_SCALE)[0] for scale in y_scales for t in scale.ticks)
     box_left = 4 + label_height + 10 + tick_width + 8
     box_right = panel_width - 14
     if box_right - box_left < 40:
-        raise ValueError(f"panel_width {panel_width} leaves {box_right - box_left} px for the data next to "
-                         f"tick labels {tick_width} px wide; expected at least {box_left + 40 + 14}")
+        raise ValueError(
+            f"panel_width {panel_width} leaves {box_right - box_left} px for the data next to "
+            f"tick labels {tick_width} px wide; expected at least {box_left + 40 + 14}"
+        )
     x_scales = [_data_scale(x, target=max(3, (box_right - box_left) // 60)) for x, _, _ in data]
 
     shown_columns = min(columns, len(data))
@@ -588,8 +669,14 @@ def scatter_plot(panels: Sequence[Mapping], title: str = "", columns: int = 4, p
     for index, ((x, y, series), panel, x_scale, y_scale) in enumerate(zip(data, panels, x_scales, y_scales)):
         left = 10 + (index % shown_columns) * panel_width
         top = top0 + (index // shown_columns) * panel_height
-        axes = _Axes(left + box_left, top + box_top, left + box_right, top + box_bottom,
-                     (x_scale.low, x_scale.high), (y_scale.low, y_scale.high))
+        axes = _Axes(
+            left + box_left,
+            top + box_top,
+            left + box_right,
+            top + box_bottom,
+            (x_scale.low, x_scale.high),
+            (y_scale.low, y_scale.high),
+        )
         axes.grid_and_y_ticks(canvas, y_scale.ticks)
         axes.grid_and_x_ticks(canvas, x_scale.ticks)
         axes.frame(canvas, full=True)
@@ -608,7 +695,9 @@ def scatter_plot(panels: Sequence[Mapping], title: str = "", columns: int = 4, p
     return canvas
 
 
-def _check_curves(panel: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _check_curves(
+    panel: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A panel's curves as float arrays, points with a nan left out."""
     if not isinstance(curves, Mapping):
         raise ValueError(f"panel {panel!r} must map series names to (xs, ys); got {type(curves).__name__}")
@@ -617,20 +706,29 @@ def _check_curves(panel: str, curves: Mapping[str, tuple[np.ndarray, np.ndarray]
         try:
             xs, ys = (np.asarray(values, dtype=float) for values in pair)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"panel {panel!r}, series {name!r} must be an (xs, ys) pair of number arrays; "
-                             f"{error}") from None
+            raise ValueError(
+                f"panel {panel!r}, series {name!r} must be an (xs, ys) pair of number arrays; {error}"
+            ) from None
         if xs.ndim != 1 or xs.shape != ys.shape or xs.size == 0:
-            raise ValueError(f"panel {panel!r}, series {name!r}: xs and ys must be non-empty 1-D arrays of one "
-                             f"length; got shapes {xs.shape} and {ys.shape}")
+            raise ValueError(
+                f"panel {panel!r}, series {name!r}: xs and ys must be non-empty 1-D arrays of one "
+                f"length; got shapes {xs.shape} and {ys.shape}"
+            )
         _no_infinities(np.concatenate([xs, ys]), f"panel {panel!r}, series {name!r}")
         kept = ~(np.isnan(xs) | np.isnan(ys))
         checked[str(name)] = (xs[kept], ys[kept])
     return checked
 
 
-def curves_plot(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], title: str = "",
-                xlabel: str = "", ylabel: str = "", columns: int = 3, panel_width: int = 300,
-                panel_height: int = 200) -> np.ndarray:
+def curves_plot(
+    panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    columns: int = 3,
+    panel_width: int = 300,
+    panel_height: int = 200,
+) -> np.ndarray:
     """Small multiples of line plots: one panel per key (e.g. a source domain), one line per series in it.
 
     All panels share one x and one y scale, so heights compare across panels; y tick labels stand
@@ -656,8 +754,10 @@ def curves_plot(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
     tick_height = _text_size("0", TICK_SCALE)[1]
     box_top, box_bottom, box_width = label_height + 12, panel_height - (tick_height + 16), panel_width - 30
     if box_bottom - box_top < 40 or box_width < 40:
-        raise ValueError(f"panel_width {panel_width} x panel_height {panel_height} leaves a {box_width} x "
-                         f"{box_bottom - box_top} px box for the data; expected at least 40 x 40")
+        raise ValueError(
+            f"panel_width {panel_width} x panel_height {panel_height} leaves a {box_width} x "
+            f"{box_bottom - box_top} px box for the data; expected at least 40 x 40"
+        )
     x_scale = _data_scale(xs_all, target=max(3, box_width // 70), margin=0.0)  # lines may end at the box's sides
     y_scale = _data_scale(ys_all, target=max(3, (box_bottom - box_top) // 30))
     tick_width = max(_text_size(_tick_label(t, y_scale.ticks), TICK_SCALE)[0] for t in y_scale.ticks)
@@ -673,8 +773,14 @@ def curves_plot(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
     for index, (panel, curves) in enumerate(data.items()):
         left = left0 + (index % shown_columns) * panel_width
         top = top0 + (index // shown_columns) * panel_height
-        axes = _Axes(left, top + box_top, left + box_width, top + box_bottom,
-                     (x_scale.low, x_scale.high), (y_scale.low, y_scale.high))
+        axes = _Axes(
+            left,
+            top + box_top,
+            left + box_width,
+            top + box_bottom,
+            (x_scale.low, x_scale.high),
+            (y_scale.low, y_scale.high),
+        )
         axes.grid_and_y_ticks(canvas, y_scale.ticks, labels=index % shown_columns == 0)
         axes.grid_and_x_ticks(canvas, x_scale.ticks)
         axes.frame(canvas, full=True)
@@ -682,14 +788,23 @@ def curves_plot(panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]
             if xs.size:
                 axes.line(canvas, xs, ys, colours[name])
         if not any(xs.size for xs, _ in curves.values()):
-            _put_text(canvas, "no data", left + box_width / 2, (axes.top + axes.bottom) / 2, TICK_SCALE, AXIS,
-                      ha="center", va="center")
+            _put_text(
+                canvas,
+                "no data",
+                left + box_width / 2,
+                (axes.top + axes.bottom) / 2,
+                TICK_SCALE,
+                AXIS,
+                ha="center",
+                va="center",
+            )
         text, scale = _fit_text(panel, LABEL_SCALE, box_width)
         _put_text(canvas, text, left + box_width / 2, top + 4, scale, ha="center", va="top")
     _draw_header(canvas, title, legend_rows, colours, left0)
     if xlabel:
-        _put_text(canvas, xlabel, left0 + shown_columns * panel_width / 2, grid_bottom + 4, LABEL_SCALE,
-                  ha="center", va="top")
+        _put_text(
+            canvas, xlabel, left0 + shown_columns * panel_width / 2, grid_bottom + 4, LABEL_SCALE, ha="center", va="top"
+        )
     if ylabel:
         _put_text_vertical(canvas, ylabel, 10 + label_height / 2, (top0 + grid_bottom) / 2, LABEL_SCALE)
     return canvas

@@ -24,14 +24,16 @@ class FactorCodes:
 
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
-    mean: np.ndarray                 # (prod(factor_sizes), D) float32
+    mean: np.ndarray  # (prod(factor_sizes), D) float32
     logvar: np.ndarray | None = None  # same shape, for stochastic encoders (Chen's sampled MIG)
     encode_seconds: float = field(default=0.0, compare=False)
 
     def __post_init__(self):
         rows = int(np.prod(self.factor_sizes))
         if self.mean.ndim != 2 or len(self.mean) != rows:
-            raise ValueError(f"mean has shape {self.mean.shape}; expected ({rows}, D) for factor sizes {self.factor_sizes}")
+            raise ValueError(
+                f"mean has shape {self.mean.shape}; expected ({rows}, D) for factor sizes {self.factor_sizes}"
+            )
         if self.logvar is not None and self.logvar.shape != self.mean.shape:
             raise ValueError(f"logvar has shape {self.logvar.shape}; expected {self.mean.shape}")
 
@@ -74,5 +76,10 @@ def encode_grid(dataset, representation: Representation, batch_size: int = 256) 
         means.append(np.asarray(mean, np.float32))
         if logvar is not None:
             logvars.append(np.asarray(logvar, np.float32))
-    return FactorCodes(tuple(dataset.factor_names), sizes, np.concatenate(means),
-                       np.concatenate(logvars) if logvars else None, time.perf_counter() - start)
+    return FactorCodes(
+        tuple(dataset.factor_names),
+        sizes,
+        np.concatenate(means),
+        np.concatenate(logvars) if logvars else None,
+        time.perf_counter() - start,
+    )

@@ -30,8 +30,9 @@ from vision_models.metrics.gradient_boosting import BACKENDS, make_gradient_boos
 _IMPORTANCE_FLOOR = 1e-11
 
 
-def compute_dci(codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000, num_test: int = 5000,
-                backend: str = "fast") -> dict[str, float]:
+def compute_dci(
+    codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000, num_test: int = 5000, backend: str = "fast"
+) -> dict[str, float]:
     """{"disentanglement", "completeness", "informativeness_train", "informativeness_test"} of the mean
     codes of ``num_train`` training and ``num_test`` test points drawn uniformly from the grid."""
     for name, value in (("num_train", num_train), ("num_test", num_test)):
@@ -40,35 +41,51 @@ def compute_dci(codes: FactorCodes, rng: np.random.Generator, num_train: int = 1
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
     if codes.num_latents < 2 or codes.num_factors < 2:
-        raise ValueError(f"codes have {codes.num_latents} latents and {codes.num_factors} factors; DCI needs at "
-                         "least 2 of each (entropies are taken in base D and base K)")
+        raise ValueError(
+            f"codes have {codes.num_latents} latents and {codes.num_factors} factors; DCI needs at "
+            "least 2 of each (entropies are taken in base D and base K)"
+        )
     train_factors, train_codes = codes.sample(num_train, rng)
     test_factors, test_codes = codes.sample(num_test, rng)
     return _dci(train_codes, train_factors, test_codes, test_factors, backend)
 
 
-def _dci(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray, test_factors: np.ndarray,
-         backend: str = "fast") -> dict[str, float]:
+def _dci(
+    train_codes: np.ndarray,
+    train_factors: np.ndarray,
+    test_codes: np.ndarray,
+    test_factors: np.ndarray,
+    backend: str = "fast",
+) -> dict[str, float]:
     """DCI scores from codes (n, D) and factor classes (n, K) of a training and a test set."""
-    importance, train_accuracy, test_accuracy = _importance_matrix(train_codes, train_factors, test_codes,
-                                                                   test_factors, backend)
-    return {"disentanglement": _disentanglement(importance), "completeness": _completeness(importance),
-            "informativeness_train": train_accuracy, "informativeness_test": test_accuracy}
+    importance, train_accuracy, test_accuracy = _importance_matrix(
+        train_codes, train_factors, test_codes, test_factors, backend
+    )
+    return {
+        "disentanglement": _disentanglement(importance),
+        "completeness": _completeness(importance),
+        "informativeness_train": train_accuracy,
+        "informativeness_test": test_accuracy,
+    }
 
 
-def _importance_matrix(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-                       test_factors: np.ndarray, backend: str) -> tuple[np.ndarray, float, float]:
+def _importance_matrix(
+    train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray, test_factors: np.ndarray, backend: str
+) -> tuple[np.ndarray, float, float]:
     """(importance matrix (D, K), mean train accuracy, mean test accuracy): one classifier per factor.
 
     The factors' classifiers are independent and spend their time in numpy, torch or scikit-learn
     loops that release the GIL, so they are fitted in threads, as many as torch may use (1 in the
     tests, the cores otherwise); the results do not depend on it.
     """
+
     def fit(factor: int) -> tuple[np.ndarray, float, float]:
         classifier = make_gradient_boosting(backend).fit(train_codes, train_factors[:, factor])
-        return (np.abs(classifier.feature_importances_),
-                float(np.mean(classifier.predict(train_codes) == train_factors[:, factor])),
-                float(np.mean(classifier.predict(test_codes) == test_factors[:, factor])))
+        return (
+            np.abs(classifier.feature_importances_),
+            float(np.mean(classifier.predict(train_codes) == train_factors[:, factor])),
+            float(np.mean(classifier.predict(test_codes) == test_factors[:, factor])),
+        )
 
     num_factors = train_factors.shape[1]
     # Factors with the most classes (the longest fits) first, so that the threads finish together.
@@ -109,5 +126,7 @@ def _shares(importance: np.ndarray, axis: int) -> np.ndarray:
 
 def _check_importance(importance: np.ndarray) -> None:
     if importance.ndim != 2 or min(importance.shape) < 2:
-        raise ValueError(f"importance matrix has shape {importance.shape}; DCI needs (D, K) with at least "
-                         "2 latents and 2 factors (entropies are taken in base D and base K)")
+        raise ValueError(
+            f"importance matrix has shape {importance.shape}; DCI needs (D, K) with at least "
+            "2 latents and 2 factors (entropies are taken in base D and base K)"
+        )

@@ -17,9 +17,15 @@ from vision_models.metrics.codes import FactorCodes
 _VOTES_PER_CHUNK = 1000
 
 
-def compute_factor_vae_score(codes: FactorCodes, rng: np.random.Generator, batch_size: int = 64,
-                             num_train: int = 10000, num_eval: int = 5000, num_variance_estimate: int = 10000,
-                             prune_threshold: float = 0.05) -> dict[str, float]:
+def compute_factor_vae_score(
+    codes: FactorCodes,
+    rng: np.random.Generator,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    num_variance_estimate: int = 10000,
+    prune_threshold: float = 0.05,
+) -> dict[str, float]:
     """{"train_accuracy", "eval_accuracy", "num_active_dims"} of the FactorVAE score on ``codes``.
 
     With no active latent every accuracy is 0, as in disentanglement_lib. "num_active_dims" counts the
@@ -42,18 +48,24 @@ def compute_factor_vae_score(codes: FactorCodes, rng: np.random.Generator, batch
     return {**_factor_vae_score(train_votes, eval_votes), "num_active_dims": float(active.sum())}
 
 
-def _sample_votes(codes: FactorCodes, rng: np.random.Generator, batch_size: int, num_votes: int,
-                  global_variances: np.ndarray, active: np.ndarray) -> np.ndarray:
+def _sample_votes(
+    codes: FactorCodes,
+    rng: np.random.Generator,
+    batch_size: int,
+    num_votes: int,
+    global_variances: np.ndarray,
+    active: np.ndarray,
+) -> np.ndarray:
     """Vote counts (num_factors, num_active): row = the factor held fixed, column = the active latent that won."""
     fixed = rng.integers(0, codes.num_factors, num_votes)
     winners = np.empty(num_votes, dtype=np.int64)
     for start in range(0, num_votes, _VOTES_PER_CHUNK):
-        chunk = fixed[start:start + _VOTES_PER_CHUNK]
+        chunk = fixed[start : start + _VOTES_PER_CHUNK]
         factors = codes.sample_factors(len(chunk) * batch_size, rng).reshape(len(chunk), batch_size, -1)
         is_fixed = np.arange(codes.num_factors) == chunk[:, None]  # (chunk, K)
         factors = np.where(is_fixed[:, None, :], factors[:, :1, :], factors)  # every row takes the first row's value
         batches = codes.lookup(factors.reshape(-1, codes.num_factors)).reshape(len(chunk), batch_size, -1)
-        winners[start:start + len(chunk)] = _least_varying_latent(batches, global_variances, active)
+        winners[start : start + len(chunk)] = _least_varying_latent(batches, global_variances, active)
     votes = np.zeros((codes.num_factors, int(active.sum())), dtype=np.int64)
     np.add.at(votes, (fixed, winners), 1)
     return votes
@@ -69,5 +81,7 @@ def _factor_vae_score(train_votes: np.ndarray, eval_votes: np.ndarray) -> dict[s
     """Majority-vote classifier from the training votes (factors x latents); its accuracy on both vote sets."""
     predicted_factor = np.argmax(train_votes, axis=0)  # per latent
     latents = np.arange(train_votes.shape[1])
-    return {"train_accuracy": float(train_votes[predicted_factor, latents].sum() / train_votes.sum()),
-            "eval_accuracy": float(eval_votes[predicted_factor, latents].sum() / eval_votes.sum())}
+    return {
+        "train_accuracy": float(train_votes[predicted_factor, latents].sum() / train_votes.sum()),
+        "eval_accuracy": float(eval_votes[predicted_factor, latents].sum() / eval_votes.sum()),
+    }

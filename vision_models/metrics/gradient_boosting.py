@@ -42,11 +42,12 @@ class GradientBoostingClassifier:
     estimator, so DCI can use either one.
     """
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3,
-                 max_bins: int = 64):
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3, max_bins: int = 64):
         if n_estimators < 1 or learning_rate <= 0 or not 1 <= max_depth <= 8:
-            raise ValueError(f"n_estimators={n_estimators}, learning_rate={learning_rate}, max_depth={max_depth}; "
-                             "expected n_estimators >= 1, learning_rate > 0 and max_depth from 1 to 8")
+            raise ValueError(
+                f"n_estimators={n_estimators}, learning_rate={learning_rate}, max_depth={max_depth}; "
+                "expected n_estimators >= 1, learning_rate > 0 and max_depth from 1 to 8"
+            )
         if not 2 <= max_bins <= 256:
             raise ValueError(f"max_bins={max_bins}; expected 2 to 256")
         self.n_estimators = n_estimators
@@ -81,7 +82,7 @@ class GradientBoostingClassifier:
         self.init_ = np.log(prior / (1 - prior)) if binary else np.log(prior) - np.log(prior).mean()
         newton_scale = 1.0 if binary else (num_classes - 1) / num_classes  # scikit-learn's multinomial leaf step
 
-        num_trees, num_leaves = len(targets), 2 ** self.max_depth
+        num_trees, num_leaves = len(targets), 2**self.max_depth
         scores = np.repeat(self.init_[:, None].astype(np.float32), len(y), axis=1)
         self.split_features_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), np.int64)
         self.split_bins_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), np.uint8)
@@ -95,17 +96,27 @@ class GradientBoostingClassifier:
             # One Newton step per leaf: the sum of residuals over the sum of p (1 - p), as scikit-learn.
             flat_leaves = (leaves + leaf_offsets).ravel()
             numerator = np.bincount(flat_leaves, residuals.ravel(), num_trees * num_leaves)
-            denominator = np.bincount(flat_leaves, (probabilities * (1 - probabilities)).ravel(), num_trees * num_leaves)
-            values = np.divide(newton_scale * numerator, denominator, out=np.zeros_like(numerator),
-                               where=np.abs(denominator) >= 1e-150)
+            denominator = np.bincount(
+                flat_leaves, (probabilities * (1 - probabilities)).ravel(), num_trees * num_leaves
+            )
+            values = np.divide(
+                newton_scale * numerator, denominator, out=np.zeros_like(numerator), where=np.abs(denominator) >= 1e-150
+            )
             self.leaf_values_[round_] = values.reshape(num_trees, num_leaves)
             scores += (self.learning_rate * values.astype(np.float32)).take(flat_leaves).reshape(scores.shape)
         total = gains.sum()
         self.feature_importances_ = gains / total if total > 0 else gains
         return self
 
-    def _grow_trees(self, round_: int, bins_t: np.ndarray, onehot_t: torch.Tensor, root_counts: np.ndarray,
-                    residuals: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    def _grow_trees(
+        self,
+        round_: int,
+        bins_t: np.ndarray,
+        onehot_t: torch.Tensor,
+        root_counts: np.ndarray,
+        residuals: np.ndarray,
+        gains: np.ndarray,
+    ) -> np.ndarray:
         """Grow this round's trees, one per row of ``residuals`` (T, n), level by level.
 
         Records the splits in split_features_/split_bins_ (heap order: the nodes of level l are
@@ -121,16 +132,17 @@ class GradientBoostingClassifier:
                 sums, counts = _child_histograms(onehot_t, residuals, node, sums, counts)
             feature, split_bin, gain = _best_splits(sums, counts)  # each (T, nodes)
             np.add.at(gains, feature.ravel(), gain.ravel())
-            first = 2 ** level - 1
-            self.split_features_[round_, :, first:2 * first + 1] = feature
-            self.split_bins_[round_, :, first:2 * first + 1] = split_bin
+            first = 2**level - 1
+            self.split_features_[round_, :, first : 2 * first + 1] = feature
+            self.split_bins_[round_, :, first : 2 * first + 1] = split_bin
             node = _descend(bins_t, node, feature, split_bin)
         return node
 
     def _bin(self, x: np.ndarray) -> np.ndarray:
         """Bin of every feature value, the number of thresholds below it: uint8 (D, n)."""
-        return np.stack([np.searchsorted(t, column.astype(np.float64), side="left")
-                         for t, column in zip(self.thresholds_, x.T)]).astype(np.uint8)
+        return np.stack(
+            [np.searchsorted(t, column.astype(np.float64), side="left") for t, column in zip(self.thresholds_, x.T)]
+        ).astype(np.uint8)
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         """Raw boosted scores (n, T): the log-odds (T = 1) for two classes, else per-class logits."""
@@ -143,8 +155,8 @@ class GradientBoostingClassifier:
         for features, split_bins, values in zip(self.split_features_, self.split_bins_, self.leaf_values_):
             node = np.zeros(scores.shape, np.uint8)
             for level in range(self.max_depth):
-                first = 2 ** level - 1
-                node = _descend(bins_t, node, features[:, first:2 * first + 1], split_bins[:, first:2 * first + 1])
+                first = 2**level - 1
+                node = _descend(bins_t, node, features[:, first : 2 * first + 1], split_bins[:, first : 2 * first + 1])
             scores += self.learning_rate * values.take(node + leaf_offsets)
         return scores.T
 
@@ -163,8 +175,10 @@ def make_gradient_boosting(backend: str = "fast"):
         try:
             from sklearn.ensemble import GradientBoostingClassifier as ReferenceClassifier
         except ImportError as error:
-            raise ImportError("backend='reference' needs scikit-learn: pip install scikit-learn "
-                              "(or install this project with its `reference` extra)") from error
+            raise ImportError(
+                "backend='reference' needs scikit-learn: pip install scikit-learn "
+                "(or install this project with its `reference` extra)"
+            ) from error
         return ReferenceClassifier()
     raise ValueError(f"backend={backend!r}; expected one of {BACKENDS}")
 
@@ -189,8 +203,12 @@ def _bin_onehot_transposed(bins_t: np.ndarray, num_bins: int) -> tuple[torch.Ten
     columns = np.tile(np.arange(num_samples), num_features)[order]
     with warnings.catch_warnings():  # torch calls sparse CSR "beta"; the product used here is stable
         warnings.simplefilter("ignore", UserWarning)
-        onehot_t = torch.sparse_csr_tensor(torch.from_numpy(row_starts), torch.from_numpy(columns),
-                                           torch.ones(len(columns)), size=(num_features * num_bins, num_samples))
+        onehot_t = torch.sparse_csr_tensor(
+            torch.from_numpy(row_starts),
+            torch.from_numpy(columns),
+            torch.ones(len(columns)),
+            size=(num_features * num_bins, num_samples),
+        )
     return onehot_t, counts.reshape(num_features, num_bins).astype(np.float64)
 
 
@@ -204,8 +222,9 @@ def _histograms(onehot_t: torch.Tensor, weights: np.ndarray, num_features: int, 
     return sums.numpy().reshape(num_features, num_bins, -1)
 
 
-def _child_histograms(onehot_t: torch.Tensor, residuals: np.ndarray, node: np.ndarray,
-                      parent_sums: np.ndarray, parent_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _child_histograms(
+    onehot_t: torch.Tensor, residuals: np.ndarray, node: np.ndarray, parent_sums: np.ndarray, parent_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Residual sums and counts (D, B, nodes, T) one level down, from the parents' (D, B, nodes / 2, T)
     and every sample's node (T, n): left children are summed, right ones are the parent minus the left."""
     num_features, num_bins, num_parents, _ = parent_sums.shape
@@ -237,7 +256,7 @@ def _best_splits(sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.n
     left_sums, left_counts = sums[:, :-1], counts[:, :-1]
     right_sums, right_counts = sums[:, -1:] - left_sums, counts[:, -1:] - left_counts
     with np.errstate(divide="ignore", invalid="ignore"):
-        score = left_sums ** 2 / left_counts + right_sums ** 2 / right_counts
+        score = left_sums**2 / left_counts + right_sums**2 / right_counts
     np.copyto(score, -np.inf, where=(left_counts < 0.5) | (right_counts < 0.5))  # an empty side
     score = score.reshape(num_features * (num_bins - 1), -1)
     best = score.argmax(axis=0)

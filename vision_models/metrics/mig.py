@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import mutual_info_score
 
 from vision_models.beta_tcvae import gaussian_log_density
 from vision_models.metrics.codes import FactorCodes
@@ -30,8 +31,9 @@ _SAMPLES_PER_CHUNK = 256
 _NEGLIGIBLE_LOG_RATIO = 30.0
 
 
-def compute_mig(codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000,
-                num_bins: int = 20) -> dict[str, float]:
+def compute_mig(
+    codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000, num_bins: int = 20
+) -> dict[str, float]:
     """{"mig"}: disentanglement_lib's discrete MIG of the mean codes of ``num_train`` random grid points."""
     if num_train < 2:
         raise ValueError(f"num_train must be >= 2, got {num_train}")
@@ -50,19 +52,18 @@ def _histogram_discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
     return binned
 
 
-def _discrete_mutual_information(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Plug-in mutual information (nats) between every column of ``first`` (n, A) and of ``second`` (n, B): (A, B)."""
-    information = np.zeros((first.shape[1], second.shape[1]))
-    for i in range(first.shape[1]):
-        a_values, a = np.unique(first[:, i], return_inverse=True)
-        for j in range(second.shape[1]):
-            b_values, b = np.unique(second[:, j], return_inverse=True)
-            joint = np.bincount(a * len(b_values) + b, minlength=len(a_values) * len(b_values))
-            joint = joint.reshape(len(a_values), len(b_values)) / len(a)
-            outer = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
-            seen = joint > 0
-            information[i, j] = np.sum(joint[seen] * np.log(joint[seen] / outer[seen]))
-    return information
+def _discrete_mutual_information(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Plug-in mutual information (nats) between every column of ``codes`` (n, D) and of ``factors`` (n, K): (D, K).
+
+    disentanglement_lib's discrete_mutual_info: scikit-learn's mutual_info_score per pair.
+    """
+    information = [[mutual_info_score(factor, code) for factor in factors.T] for code in codes.T]
+    return np.array(information, dtype=np.float64).reshape(codes.shape[1], factors.shape[1])
+
+
+def _discrete_entropy(factors: np.ndarray) -> np.ndarray:
+    """Plug-in entropy (nats) of every column of ``factors`` (n, K): disentanglement_lib's discrete_entropy."""
+    return np.array([mutual_info_score(factor, factor) for factor in factors.T])
 
 
 def _mig(discrete_codes: np.ndarray, factors: np.ndarray) -> float:
@@ -70,16 +71,23 @@ def _mig(discrete_codes: np.ndarray, factors: np.ndarray) -> float:
     if discrete_codes.shape[1] < 2:
         raise ValueError(f"codes have {discrete_codes.shape[1]} latent; MIG needs at least 2 to take a gap")
     information = _discrete_mutual_information(discrete_codes, factors)  # (D, K)
-    entropies = np.diag(_discrete_mutual_information(factors, factors))
+    entropies = _discrete_entropy(factors)
     if np.any(entropies <= 0):
-        raise ValueError(f"factors {np.flatnonzero(entropies <= 0).tolist()} take a single value in the sample; "
-                         "MIG needs every factor to vary")
+        raise ValueError(
+            f"factors {np.flatnonzero(entropies <= 0).tolist()} take a single value in the sample; "
+            "MIG needs every factor to vary"
+        )
     top_two = -np.sort(-information, axis=0)[:2]
     return float(np.mean((top_two[0] - top_two[1]) / entropies))
 
 
-def compute_sampled_mig(codes: FactorCodes, rng: np.random.Generator, num_samples: int = 10000,
-                        num_components: int = 1000, factor_names: Sequence[str] | None = None) -> dict[str, float]:
+def compute_sampled_mig(
+    codes: FactorCodes,
+    rng: np.random.Generator,
+    num_samples: int = 10000,
+    num_components: int = 1000,
+    factor_names: Sequence[str] | None = None,
+) -> dict[str, float]:
     """{"sampled_mig"}: Chen et al.'s MIG from the posteriors q(z|x) (needs ``codes.logvar``).
 
     ``num_samples`` grid points x are drawn and one z ~ q(z|x) each; H(z_j) is the mean of -log q(z_j)
@@ -98,8 +106,10 @@ def compute_sampled_mig(codes: FactorCodes, rng: np.random.Generator, num_sample
     shape out; pass the other four names to compare with their numbers.
     """
     if codes.logvar is None:
-        raise ValueError("codes.logvar is None: the sampled MIG needs the posterior q(z|x) (mean and logvar) of a "
-                         "stochastic encoder; use compute_mig for deterministic codes")
+        raise ValueError(
+            "codes.logvar is None: the sampled MIG needs the posterior q(z|x) (mean and logvar) of a "
+            "stochastic encoder; use compute_mig for deterministic codes"
+        )
     if num_samples < 1 or num_components < 1:
         raise ValueError(f"num_samples and num_components must be >= 1, got {num_samples} and {num_components}")
     names = tuple(codes.factor_names) if factor_names is None else tuple(factor_names)
@@ -108,8 +118,10 @@ def compute_sampled_mig(codes: FactorCodes, rng: np.random.Generator, num_sample
         raise ValueError(f"factor_names {list(names)} must be a non-empty subset of {list(codes.factor_names)}")
     chosen = [codes.factor_names.index(name) for name in names]
     if any(codes.factor_sizes[factor] < 2 for factor in chosen):
-        raise ValueError(f"factor_names {list(names)} include a factor with a single value (sizes "
-                         f"{codes.factor_sizes}); its entropy is 0, so its gap cannot be normalised")
+        raise ValueError(
+            f"factor_names {list(names)} include a factor with a single value (sizes "
+            f"{codes.factor_sizes}); its entropy is 0, so its gap cannot be normalised"
+        )
 
     sample_factors = codes.sample_factors(num_samples, rng)
     rows = codes.rows(sample_factors)
@@ -128,15 +140,16 @@ def compute_sampled_mig(codes: FactorCodes, rng: np.random.Generator, num_sample
                 slice_components = components.copy()
                 slice_components[:, factor] = value
                 conditional_entropy -= _log_population_density(
-                    codes, samples[in_slice], rows[in_slice], slice_components,
-                    grid_size // codes.factor_sizes[factor]).sum(axis=0)
+                    codes, samples[in_slice], rows[in_slice], slice_components, grid_size // codes.factor_sizes[factor]
+                ).sum(axis=0)
         information[row] = marginal_entropy - conditional_entropy / num_samples
     factor_entropies = np.log(np.asarray(codes.factor_sizes, dtype=np.float64)[chosen])
     return {"sampled_mig": _sampled_mig(information, factor_entropies)}
 
 
-def _log_population_density(codes: FactorCodes, points: np.ndarray, own_rows: np.ndarray,
-                            component_factors: np.ndarray, population_size: int) -> np.ndarray:
+def _log_population_density(
+    codes: FactorCodes, points: np.ndarray, own_rows: np.ndarray, component_factors: np.ndarray, population_size: int
+) -> np.ndarray:
     """log q(z_j) over a population of grid points (the grid, or one slice of it) per sample: (S, D).
 
     q(z_j) = (1/n) q(z_j|own x) + (1 - 1/n) * (mean of q(z_j|x) over the population's other points),
@@ -144,18 +157,21 @@ def _log_population_density(codes: FactorCodes, points: np.ndarray, own_rows: np
     points' mean is estimated from the random components that are not its own x.
     """
     component_rows = codes.rows(component_factors)
-    others = _log_mixture_density(points, codes.mean[component_rows], codes.logvar[component_rows],
-                                  exclude=(own_rows, component_rows))
-    own = gaussian_log_density(*(torch.from_numpy(np.asarray(a, np.float64))
-                                 for a in (points, codes.mean[own_rows], codes.logvar[own_rows]))).numpy()
+    others = _log_mixture_density(
+        points, codes.mean[component_rows], codes.logvar[component_rows], exclude=(own_rows, component_rows)
+    )
+    own = gaussian_log_density(
+        *(torch.from_numpy(np.asarray(a, np.float64)) for a in (points, codes.mean[own_rows], codes.logvar[own_rows]))
+    ).numpy()
     if population_size == 1:
         return own
     with np.errstate(divide="ignore"):  # others is -inf for a sample whose components are all its own x
         return np.logaddexp(own - math.log(population_size), others + math.log1p(-1 / population_size))
 
 
-def _log_mixture_density(points: np.ndarray, means: np.ndarray, logvars: np.ndarray,
-                         exclude: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def _log_mixture_density(
+    points: np.ndarray, means: np.ndarray, logvars: np.ndarray, exclude: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """log (1/M) sum_m N(points[s, j]; means[m, j], exp(logvars[m, j])) per sample and latent: (S, D).
 
     ``exclude`` = (sample ids (S,), component ids (M,)) leaves out, per sample, the components with
@@ -180,15 +196,17 @@ def _log_mixture_density(points: np.ndarray, means: np.ndarray, logvars: np.ndar
     log_counts = keep.sum(dim=1).clamp_(min=1).float().log_()  # (S,); clamped: none left gives -inf, not nan
     result = torch.empty(points_t.shape, dtype=torch.float32)
     for start in range(0, points_t.shape[1], _SAMPLES_PER_CHUNK):
-        chunk = points_t[:, start:start + _SAMPLES_PER_CHUNK, None]  # (D, s, 1)
-        chunk_keep = keep[start:start + _SAMPLES_PER_CHUNK]  # (s, M)
+        chunk = points_t[:, start : start + _SAMPLES_PER_CHUNK, None]  # (D, s, 1)
+        chunk_keep = keep[start : start + _SAMPLES_PER_CHUNK]  # (s, M)
         log_terms = (chunk - means_t).square_().mul_(inverse_variances).mul_(-0.5).add_(log_normaliser)
         log_terms.masked_fill_(~chunk_keep, -math.inf)
         peak = log_terms.amax(dim=2, keepdim=True)
         peak.masked_fill_(peak == -math.inf, 0.0)  # a sample with no component left: its sum is 0
         terms = log_terms.sub_(peak).clamp_(min=-_NEGLIGIBLE_LOG_RATIO).exp_().mul_(chunk_keep)
         log_sum = terms.sum(dim=2).log_()
-        result[:, start:start + chunk.shape[1]] = log_sum + peak.squeeze(2) - log_counts[start:start + chunk.shape[1]]
+        result[:, start : start + chunk.shape[1]] = (
+            log_sum + peak.squeeze(2) - log_counts[start : start + chunk.shape[1]]
+        )
     return result.T.double().numpy()
 
 

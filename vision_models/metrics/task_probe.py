@@ -45,17 +45,26 @@ class Quantity:
 def state_quantities(states: np.ndarray) -> dict[str, Quantity]:
     """The default quantities of an env that reports a state vector: each varying dimension."""
     states = np.asarray(states, float)
-    return {f"state_{i}": Quantity(REGRESSION, states[:, i]) for i in range(states.shape[1])
-            if np.ptp(states[:, i]) > 0}
+    return {
+        f"state_{i}": Quantity(REGRESSION, states[:, i]) for i in range(states.shape[1]) if np.ptp(states[:, i]) > 0
+    }
 
 
 def _models(kind: str, seed: int, hidden: int):
     scaled = lambda model: make_pipeline(StandardScaler(), model)  # noqa: E731
     if kind == REGRESSION:
-        return {"linear": scaled(Ridge(alpha=1.0)),
-                "mlp": scaled(MLPRegressor(hidden_layer_sizes=(hidden,), max_iter=400, early_stopping=True, random_state=seed))}
-    return {"linear": scaled(LogisticRegression(max_iter=2000)),
-            "mlp": scaled(MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=400, early_stopping=True, random_state=seed))}
+        return {
+            "linear": scaled(Ridge(alpha=1.0)),
+            "mlp": scaled(
+                MLPRegressor(hidden_layer_sizes=(hidden,), max_iter=400, early_stopping=True, random_state=seed)
+            ),
+        }
+    return {
+        "linear": scaled(LogisticRegression(max_iter=2000)),
+        "mlp": scaled(
+            MLPClassifier(hidden_layer_sizes=(hidden,), max_iter=400, early_stopping=True, random_state=seed)
+        ),
+    }
 
 
 def _score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -66,9 +75,14 @@ def _score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.clip((accuracy - 1.0 / classes) / (1.0 - 1.0 / classes), 0.0, 1.0))
 
 
-def probe_scores(train_codes: np.ndarray, train: Mapping[str, Quantity],
-                 tests: Mapping[str, tuple[np.ndarray, Mapping[str, Quantity]]], seed: int = 0,
-                 num_train: int = 5000, hidden: int = 64) -> dict:
+def probe_scores(
+    train_codes: np.ndarray,
+    train: Mapping[str, Quantity],
+    tests: Mapping[str, tuple[np.ndarray, Mapping[str, Quantity]]],
+    seed: int = 0,
+    num_train: int = 5000,
+    hidden: int = 64,
+) -> dict:
     """Fit each quantity's probes on ``train_codes`` and score them on every split of ``tests``.
 
     Returns ``{"quantities": {name: {"kind", "linear": {split: score}, "mlp": {split: score}}},
@@ -108,9 +122,16 @@ def probe_scores(train_codes: np.ndarray, train: Mapping[str, Quantity],
     return result
 
 
-def latent_importance(train_codes: np.ndarray, train: Mapping[str, Quantity], test_codes: np.ndarray,
-                      test: Mapping[str, Quantity], seed: int = 0, num_train: int = 5000, hidden: int = 64,
-                      repeats: int = 5) -> dict[str, np.ndarray]:
+def latent_importance(
+    train_codes: np.ndarray,
+    train: Mapping[str, Quantity],
+    test_codes: np.ndarray,
+    test: Mapping[str, Quantity],
+    seed: int = 0,
+    num_train: int = 5000,
+    hidden: int = 64,
+    repeats: int = 5,
+) -> dict[str, np.ndarray]:
     """How much each latent matters to each quantity's MLP probe: the drop of its held-out score
     when that latent is shuffled across frames (scikit-learn's permutation importance), (D,) per quantity.
     A latent no quantity needs scores about 0 everywhere."""
@@ -136,7 +157,8 @@ def latent_importance(train_codes: np.ndarray, train: Mapping[str, Quantity], te
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(train_codes[where], targets)
         scoring = "r2" if quantity.kind == REGRESSION else "balanced_accuracy"
-        result = permutation_importance(model, test_codes[defined], truth, scoring=scoring, n_repeats=repeats,
-                                        random_state=seed)
+        result = permutation_importance(
+            model, test_codes[defined], truth, scoring=scoring, n_repeats=repeats, random_state=seed
+        )
         importance[name] = np.maximum(result.importances_mean, 0.0)
     return importance

@@ -13,8 +13,9 @@ import numpy as np
 from vision_models.metrics.codes import FactorCodes
 
 
-def compute_gaussian_total_correlation(codes: FactorCodes, rng: np.random.Generator,
-                                       num_train: int = 10000) -> dict[str, float]:
+def compute_gaussian_total_correlation(
+    codes: FactorCodes, rng: np.random.Generator, num_train: int = 10000
+) -> dict[str, float]:
     """{"gaussian_total_correlation"} of the mean codes of ``num_train`` random grid points."""
     if num_train < 2:
         raise ValueError(f"num_train must be >= 2 to estimate a covariance, got {num_train}")

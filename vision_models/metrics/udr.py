@@ -17,17 +17,26 @@ default).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
+from sklearn.linear_model import Lasso
+from sklearn.preprocessing import StandardScaler
 
 CORRELATIONS = ("spearman", "lasso")
 
 
-def compute_udr(means: Sequence[np.ndarray], rng: np.random.Generator,
-                kl_per_dim: Sequence[np.ndarray] | None = None, num_samples: int = 1000,
-                correlation: str = "spearman", kl_threshold: float = 0.01,
-                names: Sequence[str] | None = None) -> dict[str, float]:
+def compute_udr(
+    means: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    kl_per_dim: Sequence[np.ndarray] | None = None,
+    num_samples: int = 1000,
+    correlation: str = "spearman",
+    kl_threshold: float = 0.01,
+    names: Sequence[str] | None = None,
+) -> dict[str, float]:
     """{"udr_<name>": score} for every model, from their mean codes of the SAME images.
 
     ``means``: one (N, D_i) array per model, row n the code of image n for every model.
@@ -41,8 +50,10 @@ def compute_udr(means: Sequence[np.ndarray], rng: np.random.Generator,
     means = [np.asarray(m, dtype=np.float64) for m in means]
     num_images = len(means[0])
     if any(m.ndim != 2 or len(m) != num_images for m in means):
-        raise ValueError(f"means have shapes {[m.shape for m in means]}; expected (N, D_i) arrays with the same N "
-                         "(the same images encoded by every model)")
+        raise ValueError(
+            f"means have shapes {[m.shape for m in means]}; expected (N, D_i) arrays with the same N "
+            "(the same images encoded by every model)"
+        )
     if num_images < 2:
         raise ValueError(f"means have {num_images} row(s); correlations need at least 2 images")
     if correlation not in CORRELATIONS:
@@ -54,8 +65,9 @@ def compute_udr(means: Sequence[np.ndarray], rng: np.random.Generator,
         informative = [np.ones(m.shape[1], dtype=bool) for m in means]
     else:
         if len(kl_per_dim) != len(means) or any(np.shape(kl) != (m.shape[1],) for kl, m in zip(kl_per_dim, means)):
-            raise ValueError(f"kl_per_dim must hold one (D_i,) array per model, matching means' shapes "
-                             f"{[m.shape for m in means]}")
+            raise ValueError(
+                f"kl_per_dim must hold one (D_i,) array per model, matching means' shapes {[m.shape for m in means]}"
+            )
         informative = [np.asarray(kl) > kl_threshold for kl in kl_per_dim]
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
@@ -70,7 +82,7 @@ def mean_kl_per_latent(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """Mean over images of KL(N(mean, exp(logvar)) || N(0, 1)) per latent: (N, D) -> (D,)."""
     mean = np.asarray(mean, dtype=np.float64)
     logvar = np.asarray(logvar, dtype=np.float64)
-    return np.mean(0.5 * (mean ** 2 + np.exp(logvar) - logvar - 1.0), axis=0)
+    return np.mean(0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0), axis=0)
 
 
 def _pairwise_udr(representations: Sequence[np.ndarray], correlation: str) -> np.ndarray:
@@ -107,59 +119,29 @@ def _relative_strength(strength: np.ndarray) -> float:
     return float((per_column.mean() + per_row.mean()) / 2)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of each column of (n, D), ties sharing their average rank (Spearman's convention)."""
-    ranks = np.empty(values.shape)
-    for column in range(values.shape[1]):
-        order = np.argsort(values[:, column], kind="stable")
-        ordered = values[order, column]
-        starts_group = np.r_[True, ordered[1:] != ordered[:-1]]
-        group = np.cumsum(starts_group) - 1
-        first = np.flatnonzero(starts_group)
-        size = np.diff(np.r_[first, len(ordered)])
-        ranks[order, column] = (first + (size + 1) / 2)[group]
-    return ranks
-
-
 def _spearman_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """|Spearman correlation| between every latent of ``first`` (n, A) and of ``second`` (n, B): (A, B).
 
-    A constant latent has no defined correlation; it counts as unrelated (0).
+    scipy's spearmanr, as disentanglement_lib. A constant latent has no defined correlation; it
+    counts as unrelated (0).
     """
-    def standardised_ranks(values: np.ndarray) -> np.ndarray:
-        centred = _average_ranks(values)
-        centred -= centred.mean(axis=0)
-        norms = np.linalg.norm(centred, axis=0)
-        return np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
+    num_first, num_second = first.shape[1], second.shape[1]
+    if num_first == 0 or num_second == 0:
+        return np.zeros((num_first, num_second))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        correlation = stats.spearmanr(first, second).statistic  # (A + B, A + B); a number when A = B = 1
+    block = np.reshape(correlation, (1, 1)) if np.ndim(correlation) == 0 else correlation[:num_first, num_first:]
+    return np.nan_to_num(np.abs(block))
 
-    return np.abs(standardised_ranks(first).T @ standardised_ranks(second))
 
-
-def _lasso_matrix(first: np.ndarray, second: np.ndarray, alpha: float = 0.1, max_iter: int = 1000,
-                  tol: float = 1e-10) -> np.ndarray:
+def _lasso_matrix(first: np.ndarray, second: np.ndarray, alpha: float = 0.1) -> np.ndarray:
     """|Lasso coefficients| regressing each standardised latent of ``second`` on those of ``first``: (A, B).
 
-    Minimises (1/2n)||Y - X W||^2 + alpha ||W||_1 per column of Y (scikit-learn's Lasso objective) by
-    cyclic coordinate descent on the Gram matrix; with standardised data the intercept is 0.
+    scikit-learn's Lasso with disentanglement_lib's settings (alpha 0.1, otherwise the defaults) on
+    StandardScaler'd latents (a constant latent stays a zero column).
     """
-    def standardised(values: np.ndarray) -> np.ndarray:
-        centred = values - values.mean(axis=0)
-        scale = centred.std(axis=0)
-        return centred / np.where(scale > 0, scale, 1.0)  # a constant latent stays a zero column
-
-    x, y = standardised(first), standardised(second)
-    gram = x.T @ x / len(x)  # (A, A)
-    covariance = x.T @ y / len(x)  # (A, B)
-    weights = np.zeros(covariance.shape)
-    for _ in range(max_iter):
-        largest_step = 0.0
-        for j in range(len(gram)):
-            if gram[j, j] == 0:
-                continue
-            partial = covariance[j] - gram[j] @ weights + gram[j, j] * weights[j]
-            updated = np.sign(partial) * np.maximum(np.abs(partial) - alpha, 0.0) / gram[j, j]
-            largest_step = max(largest_step, float(np.max(np.abs(updated - weights[j]), initial=0.0)))
-            weights[j] = updated
-        if largest_step < tol:
-            break
-    return np.abs(weights)
+    if first.shape[1] == 0 or second.shape[1] == 0:
+        return np.zeros((first.shape[1], second.shape[1]))
+    x, y = StandardScaler().fit_transform(first), StandardScaler().fit_transform(second)
+    return np.abs(Lasso(alpha=alpha).fit(x, y).coef_).reshape(second.shape[1], first.shape[1]).T
