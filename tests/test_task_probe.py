@@ -124,3 +124,13 @@ def test_collect_good_objects_quantities_of_no_frames_are_empty():
 
     quantities = task_quantities(np.zeros((0, 29), np.float32))  # a split without frames (few episodes)
     assert len(quantities) == 8 and all(len(q.values) == 0 for q in quantities.values())
+
+
+def test_a_class_seen_once_leaves_its_quantity_unscored_rather_than_failing():
+    code = np.random.default_rng(0).normal(size=(100, 3))
+    rare = np.zeros(100, int)
+    rare[7] = 1  # one frame of the other class: no stratified split can hold it out
+    result = probe_scores(
+        code, {"rare": Quantity(CLASSIFICATION, rare)}, {"test": (code, {"rare": Quantity(CLASSIFICATION, rare)})}
+    )
+    assert result["quantities"]["rare"]["mlp"] == {} and result["summary"]["test"] is None

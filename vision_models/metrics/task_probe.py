@@ -67,6 +67,13 @@ def _models(kind: str, seed: int, hidden: int):
     }
 
 
+def _learnable(kind: str, targets: np.ndarray) -> bool:
+    """Whether a probe can be fitted: the quantity varies and, if discrete, every class has two
+    examples at least (the MLP's early stopping holds out a stratified tenth)."""
+    values, counts = np.unique(targets, return_counts=True)
+    return len(values) >= 2 and (kind == REGRESSION or counts.min() >= 2)
+
+
 def _score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> float:
     if kind == REGRESSION:
         return float(np.clip(r2_score(truth, predicted), 0.0, 1.0))
@@ -98,7 +105,7 @@ def probe_scores(
             where = np.sort(rng.choice(where, num_train, replace=False))
         targets = np.asarray(quantity.values)[where]
         entry: dict = {"kind": quantity.kind, "linear": {}, "mlp": {}}
-        if len(where) < MIN_SAMPLES or len(np.unique(targets)) < 2:
+        if len(where) < MIN_SAMPLES or not _learnable(quantity.kind, targets):
             result["quantities"][name] = entry  # nothing to learn: it never varies where it is defined
             continue
         for probe, model in _models(quantity.kind, seed, hidden).items():
@@ -147,7 +154,7 @@ def latent_importance(
         targets = np.asarray(quantity.values)[where]
         held = test.get(name)
         defined = np.flatnonzero(held.defined()) if held is not None else np.array([], int)
-        if len(where) < MIN_SAMPLES or len(np.unique(targets)) < 2 or len(defined) < MIN_SAMPLES:
+        if len(where) < MIN_SAMPLES or not _learnable(quantity.kind, targets) or len(defined) < MIN_SAMPLES:
             continue
         truth = np.asarray(held.values)[defined]
         if quantity.kind == CLASSIFICATION and len(np.unique(truth)) < 2:
