@@ -7,6 +7,7 @@ repository's own runs/ directory.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -100,6 +101,40 @@ class QuickRun:
     @property
     def transfer(self) -> Path:
         return self.run / "transfer"
+
+
+# What makes a test slow: a shared pipeline run it reads, or a CLI / pipeline process of its own.
+SLOW_FIXTURES = {"quick_run", "comparison", "user_dir"}
+SLOW_CALLS = ("run_cli(", "Popen(", "run_user_command(", "run_readme_", "run_stage(")
+
+
+def _slow_calls(module) -> tuple[str, ...]:
+    """SLOW_CALLS, and calls of the module's own helpers that make one of them (e.g. see_quick_dsprites)."""
+    helpers = [
+        name
+        for name, f in inspect.getmembers(module, inspect.isfunction)
+        if f.__module__ == module.__name__
+        and not name.startswith("test_")
+        and any(call in inspect.getsource(f) for call in SLOW_CALLS)
+    ]
+    return (*SLOW_CALLS, *(f"{name}(" for name in helpers))
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that runs the pipeline ``slow``, so that ``pytest -m "not slow"`` is the fast subset."""
+    calls = {}
+    for item in items:
+        functions = [getattr(item, "function", None)]  # the test and the fixtures it uses
+        info = getattr(item, "_fixtureinfo", None)
+        for definitions in info.name2fixturedefs.values() if info is not None else ():
+            functions += [definition.func for definition in definitions]
+        source = "".join(inspect.getsource(f) for f in functions if f is not None and inspect.isfunction(f))
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ not in calls:
+            calls[module.__name__] = _slow_calls(module)
+        slow_calls = calls[module.__name__] if module is not None else SLOW_CALLS
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(call in source for call in slow_calls):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
