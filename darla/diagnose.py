@@ -15,9 +15,8 @@ from omegaconf import DictConfig
 from darla.artifacts import MANIFEST, find_parent
 from darla.config import prepare, resolve_device
 from darla.errors import user_facing
-from darla.probe import TaskProbe
 from darla.runs import load_vision_model
-from darla.vision_report import diagnose, image_groups, make_factor_dataset
+from darla.vision_report import diagnose_see_run, make_factor_dataset
 
 log = logging.getLogger("diagnose")  # Hydra prints it as [diagnose] (configs/hydra/default.yaml)
 
@@ -29,16 +28,7 @@ def run(cfg: DictConfig) -> Path:
     dataset = make_factor_dataset(manifest.get("factor_dataset"), see_dir / MANIFEST)
     device = resolve_device(cfg.device)
     start = time.perf_counter()
-    diagnose(
-        model,
-        see_dir,
-        image_groups(see_dir, manifest, dataset, cfg.seed),
-        dataset,
-        cfg.metrics,
-        device,
-        cfg.seed,
-        TaskProbe.of_see_run(see_dir, manifest, cfg),
-    )
+    diagnose_see_run(model, see_dir, manifest, dataset, cfg, device)
     log.info(f"wrote the diagnostics of {see_dir} in {time.perf_counter() - start:.1f}s")
     return see_dir
 

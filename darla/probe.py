@@ -92,6 +92,8 @@ class TaskProbe:
         settings = cfg.probe
         quantities = quantity_function(cfg.env)
         held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
+        if held_out.all():
+            return None  # nothing to fit on
         tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
         for i, name in enumerate(played["names"] if played is not None else []):
             where = played["domain"] == i
@@ -102,8 +104,6 @@ class TaskProbe:
             for g, names in plain(cfg.env.get("target_groups") or {}).items()
             if any(d in tests for d in names)
         }
-        if held_out.all():
-            return None  # nothing to fit on
         return cls(
             data["frames"][~held_out],
             quantities(data["state"][~held_out]),

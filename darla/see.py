@@ -31,9 +31,8 @@ from omegaconf import DictConfig
 from darla.artifacts import load_weights, read_npz, run_dir, save_npz, save_weights, versions, write_manifest
 from darla.config import domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
-from darla.probe import TaskProbe
 from darla.vec_env import collect_frames
-from darla.vision_report import diagnose, image_groups, make_factor_dataset
+from darla.vision_report import diagnose_see_run, make_factor_dataset
 from darla.vision_training import FactorBatches, FrameBatches, train_vision
 
 log = logging.getLogger("see")  # Hydra prints it as [see] (configs/hydra/default.yaml)
@@ -164,16 +163,7 @@ def run(cfg: DictConfig) -> Path:
 
     # 4. Diagnostics and, on ground truth, disentanglement metrics.
     t0 = time.perf_counter()
-    diagnose(
-        model,
-        out,
-        image_groups(out, manifest, dataset, cfg.seed),
-        dataset,
-        cfg.metrics,
-        device,
-        cfg.seed,
-        TaskProbe.of_see_run(out, manifest, cfg),
-    )
+    diagnose_see_run(model, out, manifest, dataset, cfg, device)
     timings["diagnose_s"] = time.perf_counter() - t0
 
     write_manifest(out, manifest)

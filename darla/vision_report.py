@@ -199,6 +199,14 @@ def object_frames(dataset, seed: int, count: int = 256, min_fraction: float = 0.
     return dataset.render(factors[keep]), masks[keep]
 
 
+def diagnose_see_run(model, see_dir: Path, manifest: dict, dataset, cfg, device: torch.device) -> dict:
+    """Everything :func:`diagnose` writes for a see run: its images by domain, its metrics settings
+    and its task probe (darla/probe.py), as see does at its end and the diagnose stage again."""
+    groups = image_groups(see_dir, manifest, dataset, cfg.seed)
+    probe = TaskProbe.of_see_run(see_dir, manifest, cfg)
+    return diagnose(model, see_dir, groups, dataset, cfg.metrics, device, cfg.seed, probe)
+
+
 def image_groups(see_dir: Path, manifest: dict, dataset, seed: int, per_group: int = 512) -> dict[str, np.ndarray]:
     """The images a see run was trained on, by domain: its frames, or fresh renders of its dataset."""
     frames_path = see_dir / "frames.npz"

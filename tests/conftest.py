@@ -103,6 +103,24 @@ class QuickRun:
         return self.run / "transfer"
 
 
+def tiny_act_args(runs: Path, see: Path, name: str, targets: str = "[heldout_pairing]") -> list[str]:
+    """Overrides of an act (and transfer, video) run at a tiny budget on the shared quick see run."""
+    return [
+        "experiment=quick",
+        f"runs_dir={runs}",
+        f"act.see_run={see}",
+        "vec_env=dummy",
+        "+env.kwargs.max_episode_steps=30",
+        f"name={name}",
+        "act.total_timesteps=256",
+        "act.eval_every=256",
+        "act.eval_episodes=1",
+        "agent.hyperparameters.n_steps=64",
+        "agent.hyperparameters.batch_size=64",
+        f"env.targets={targets}",
+    ]
+
+
 # What makes a test slow: a shared pipeline run it reads, or a CLI / pipeline process of its own.
 SLOW_FIXTURES = {"quick_run", "comparison", "user_dir"}
 SLOW_CALLS = ("run_cli(", "Popen(", "run_user_command(", "run_readme_", "run_stage(")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import check_ok, reseal, run_cli
+from conftest import check_ok, reseal, run_cli, tiny_act_args
 from darla.artifacts import read_json, read_npz, write_json
 from darla.latent_env import LatentObservation
 from darla.runs import load_vision_model
@@ -15,22 +15,7 @@ from darla.runs import load_vision_model
 @pytest.mark.parametrize("vision_model, shape", [("beta_vae_dae", [96]), ("pixels", [64, 64, 9])])
 def test_a_stacked_policy_trains_transfers_and_is_filmed(quick_run, tmp_path, vision_model, shape):
     runs = tmp_path / "runs"
-    args = [
-        "experiment=quick",
-        f"runs_dir={runs}",
-        f"vision_model={vision_model}",
-        "act.frame_stack=3",
-        f"act.see_run={quick_run.see}",
-        "vec_env=dummy",
-        "+env.kwargs.max_episode_steps=30",
-        "name=stacked",
-        "act.total_timesteps=256",
-        "act.eval_every=256",
-        "act.eval_episodes=1",
-        "agent.hyperparameters.n_steps=64",
-        "agent.hyperparameters.batch_size=64",
-        "env.targets=[heldout_pairing]",
-    ]
+    args = [*tiny_act_args(runs, quick_run.see, "stacked"), f"vision_model={vision_model}", "act.frame_stack=3"]
     check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
     manifest = read_json(runs / "stacked" / "act" / "manifest.json")
     assert manifest["frame_stack"] == 3 and manifest["observation_shape"] == shape
@@ -56,21 +41,7 @@ def test_stacking_is_refused_for_the_fine_tuned_encoder(tmp_path):
 
 def test_normalized_latents_are_standardised_on_the_see_frames_and_reach_transfer_and_video(quick_run, tmp_path):
     runs = tmp_path / "runs"
-    args = [
-        "experiment=quick",
-        f"runs_dir={runs}",
-        "act.normalize=true",
-        f"act.see_run={quick_run.see}",
-        "vec_env=dummy",
-        "+env.kwargs.max_episode_steps=30",
-        "name=normalized",
-        "act.total_timesteps=256",
-        "act.eval_every=256",
-        "act.eval_episodes=1",
-        "agent.hyperparameters.n_steps=64",
-        "agent.hyperparameters.batch_size=64",
-        "env.targets=[heldout_pairing]",
-    ]
+    args = [*tiny_act_args(runs, quick_run.see, "normalized"), "act.normalize=true"]
     check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
     act = runs / "normalized" / "act"
     record = read_json(act / "manifest.json")["latent_normalization"]
@@ -110,21 +81,7 @@ def test_normalizing_is_refused_for_policies_that_read_no_frozen_latents(tmp_pat
 
 def test_nuisance_latents_are_chosen_from_exploration_frames_and_redrawn_in_training_only(quick_run, tmp_path):
     runs = tmp_path / "runs"
-    args = [
-        "experiment=quick",
-        f"runs_dir={runs}",
-        "act.resample_nuisance=true",
-        f"act.see_run={quick_run.see}",
-        "vec_env=dummy",
-        "+env.kwargs.max_episode_steps=30",
-        "name=resampled",
-        "act.total_timesteps=256",
-        "act.eval_every=256",
-        "act.eval_episodes=1",
-        "agent.hyperparameters.n_steps=64",
-        "agent.hyperparameters.batch_size=64",
-        "env.targets=[heldout_pairing]",
-    ]
+    args = [*tiny_act_args(runs, quick_run.see, "resampled"), "act.resample_nuisance=true"]
     proc = check_ok(run_cli("act", *args, cwd=tmp_path, timeout=300))
     nuisance = read_json(runs / "resampled" / "act" / "manifest.json")["nuisance_latents"]
     assert set(nuisance["importance"]) <= {

@@ -85,25 +85,14 @@ def test_latent_importance_finds_the_latents_no_quantity_needs():
 
 @pytest.mark.parametrize("vision_model", ["pixels", "darla_ft"])
 def test_the_features_of_an_encoder_trained_by_rl_are_probed(quick_run, tmp_path, vision_model):
-    from conftest import check_ok, run_cli
+    from conftest import check_ok, run_cli, tiny_act_args
     from darla.artifacts import read_json
 
     runs = tmp_path / "runs"
     args = [
         "act",
-        "experiment=quick",
-        f"runs_dir={runs}",
+        *tiny_act_args(runs, quick_run.see, "probed", targets="[heldout_pairing,distractors]"),
         f"vision_model={vision_model}",
-        f"act.see_run={quick_run.see}",
-        "vec_env=dummy",
-        "+env.kwargs.max_episode_steps=30",
-        "name=probed",
-        "act.total_timesteps=256",
-        "act.eval_every=256",
-        "act.eval_episodes=1",
-        "agent.hyperparameters.n_steps=64",
-        "agent.hyperparameters.batch_size=64",
-        "env.targets=[heldout_pairing,distractors]",
     ]
     made = {p: p.stat().st_mtime_ns for p in (quick_run.see / "probe_frames").glob("*.npz")}
     proc = check_ok(run_cli(*args, cwd=tmp_path, timeout=300))
