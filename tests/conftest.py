@@ -38,6 +38,24 @@ def square_images(n: int = 8, seed: int = 0, shape=(3, 64, 64)) -> torch.Tensor:
     return x
 
 
+# A sweep job below experiment=quick: one env in process, one vision, one source and one target domain.
+TINY_SWEEP = (
+    "experiment=quick",
+    "vision_model=random_cnn",
+    "vec_env=dummy",
+    "num_envs=1",
+    "see.frames=100",
+    "act.eval_every=256",
+    "act.eval_episodes=1",
+    "transfer.episodes=1",
+    "transfer.random_policy=false",
+    "env.vision=[hat_can_default]",
+    "env.source=[hat_can_default]",
+    "env.targets=[heldout_pairing]",
+    "env.target_groups={heldout:[heldout_pairing]}",
+)
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m darla.stage ARGS`` in a fresh interpreter, as a user would run it (``env``: extra variables)."""
     return subprocess.run(
