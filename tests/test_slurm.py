@@ -4,7 +4,7 @@ munged, MariaDB, slurmdbd, slurmctld and slurmd on localhost), not stand-ins for
 A sweep runs as a real job array and its leaderboard is built from the array's runs; a job that hits
 its time limit is requeued by submitit and resumes from the stages' checkpoints. The cluster needs
 root and Debian's slurm-wlm, slurmdbd, munge and mariadb-server: without them these tests are
-skipped, unless DARLA_REQUIRE_SLURM=1 (set by .ci/run, which installs them) makes that a failure.
+skipped, unless DARLA_REQUIRE_CLUSTERS=1 (set by .ci/run, which installs them) makes that a failure.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def slurm(tmp_path_factory) -> dict[str, str]:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     reason = f"tools not installed: {', '.join(missing)}" if missing else "" if os.geteuid() == 0 else "not root"
     if reason:
-        if os.environ.get("DARLA_REQUIRE_SLURM") == "1":
-            pytest.fail(f"DARLA_REQUIRE_SLURM=1 but no SLURM cluster can start here: {reason}")
+        if os.environ.get("DARLA_REQUIRE_CLUSTERS") == "1":
+            pytest.fail(f"DARLA_REQUIRE_CLUSTERS=1 but no SLURM cluster can start here: {reason}")
         pytest.skip(f"no SLURM cluster can start here: {reason}")
     state = tmp_path_factory.mktemp("slurm")
     log = state.parent / "slurm-start.log"
