@@ -47,7 +47,7 @@ from darla.config import domains, resolve_device  # noqa: E402
 from darla.latent_env import LatentObservation  # noqa: E402
 from darla.policy_inputs import PolicyInput  # noqa: E402
 from darla.runs import build_agent  # noqa: E402
-from darla.see import build_model  # noqa: E402
+from darla.see import build_model, pretrained_parts  # noqa: E402
 from darla.vec_env import (
     collect_frames,  # noqa: E402
     make_vec_env,  # noqa: E402
@@ -156,11 +156,10 @@ class StepClock:
 
 
 def build_vision_model(cfg: DictConfig) -> torch.nn.Module:
-    """The vision model as the see stage builds it, with an untrained (but frozen) DAE where it needs one."""
-    dae = None
-    if cfg.vision_model.needs_dae:
-        dae = instantiate(cfg.dae.model).eval().requires_grad_(False)
-    return build_model(cfg.vision_model, dae)
+    """The vision model as the see stage builds it, with untrained (but frozen) parts where it has some (a DAE)."""
+    return build_model(
+        cfg.vision_model, **{name: instantiate(cfg[name].model) for name in pretrained_parts(cfg.vision_model)}
+    )
 
 
 def training_speed(cfg: DictConfig, frames: np.ndarray, sizes: Sizes, device: torch.device) -> float:
@@ -298,7 +297,9 @@ def main() -> None:
         batch = cfg.vision_model.train.batch_size
         print(f"[2/3] training {name} for {sizes.train_steps} steps of batch {batch} ...", flush=True)
         sps = training_speed(cfg, frames, sizes, device)
-        note = f"{sps:.2f} steps/s, batch {batch}" + (", frozen DAE in the loss" if cfg.vision_model.needs_dae else "")
+        note = f"{sps:.2f} steps/s, batch {batch}" + (
+            ", frozen DAE in the loss" if pretrained_parts(cfg.vision_model) else ""
+        )
         rows.append((f"see: train_vision {name}", f"{sps * batch:,.0f}", "images/s", note))
 
     # 3. act vs the raw env, all on one vector env, so that every figure sees the same workers.

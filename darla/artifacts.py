@@ -218,11 +218,18 @@ def file_hash(*paths: Path) -> str:
     return h.hexdigest()
 
 
+def pretrained_settings(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A see run's frozen parts (VisionModel.pretrained) by name: the settings each was built and trained with."""
+    if "pretrained" in manifest:
+        return dict(manifest["pretrained"] or {})
+    return {"dae": manifest["dae"]} if manifest.get("dae") else {}  # see runs written before `pretrained`
+
+
 def sealed_files(manifest: Mapping[str, Any]) -> list[str]:
     """The files of a finished stage that its manifest's content hash covers, besides the manifest."""
     stage = manifest.get("stage")
     if stage == "see":
-        return (["dae.safetensors"] if manifest.get("dae") else []) + ["vision_model.safetensors"]
+        return [f"{name}.safetensors" for name in pretrained_settings(manifest)] + ["vision_model.safetensors"]
     if stage == "act":
         return ["policy.safetensors"]
     if stage == "transfer":

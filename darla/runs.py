@@ -20,7 +20,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from darla.artifacts import MANIFEST, check_parent, load_weights, read_manifest
+from darla.artifacts import MANIFEST, check_parent, load_weights, pretrained_settings, read_manifest
 from darla.config import plain
 from darla.errors import UserError
 from darla.trust import build_recorded
@@ -38,16 +38,15 @@ def load_vision_model(see_dir: Path) -> tuple[torch.nn.Module, dict]:
     manifest = read_manifest(see_dir, "see")
     source = see_dir / MANIFEST
     try:
-        vm, needs_dae = manifest["vision_model"], bool(manifest["vision_model"].get("needs_dae"))
-        dae_spec = manifest["dae"]["model"] if needs_dae else None
-        vm_spec = vm["model"]
+        vm_spec = manifest["vision_model"]["model"]
+        part_specs = {name: settings["model"] for name, settings in pretrained_settings(manifest).items()}
     except (KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{source} lacks the vision model's or DAE's settings ({err}); not a darla see run") from None
-    dae = None
-    if needs_dae:
-        dae = build_recorded(dae_spec, VisionModel, "dae.model", source)
-        load_weights(see_dir / "dae.safetensors", dae).eval().requires_grad_(False)
-    model = build_recorded(vm_spec, VisionModel, "vision_model.model", source, **({"dae": dae} if needs_dae else {}))
+        raise UserError(f"{source} lacks the vision model's settings ({err}); not a darla see run") from None
+    parts = {}
+    for name, spec in part_specs.items():  # frozen parts (the DAE of beta_vae_dae), each in its own file
+        parts[name] = build_recorded(spec, VisionModel, f"pretrained.{name}.model", source)
+        load_weights(see_dir / f"{name}.safetensors", parts[name])
+    model = build_recorded(vm_spec, VisionModel, "vision_model.model", source, **parts)
     load_weights(see_dir / "vision_model.safetensors", model)
     if model.latent_dim != manifest.get("latent_dim"):
         raise UserError(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from darla.artifacts import load_weights, read_npz, run_dir, save_npz, save_weights, versions, write_manifest
@@ -38,11 +38,14 @@ from darla.vision_training import FactorBatches, FrameBatches, train_vision
 log = logging.getLogger("see")  # Hydra prints it as [see] (configs/hydra/default.yaml)
 
 
-def build_model(vision_model_cfg, dae: torch.nn.Module | None = None) -> torch.nn.Module:
-    """Instantiate a vision model from its YAML (``_target_``), handing it the frozen DAE if it needs one."""
-    if vision_model_cfg.needs_dae:
-        return instantiate(vision_model_cfg.model, dae=dae)
-    return instantiate(vision_model_cfg.model)
+def pretrained_parts(vision_model_cfg) -> tuple[str, ...]:
+    """The parts the model's class trains first and freezes (``VisionModel.pretrained``), e.g. ("dae",)."""
+    return tuple(get_class(vision_model_cfg.model._target_).pretrained)
+
+
+def build_model(vision_model_cfg, **parts: torch.nn.Module) -> torch.nn.Module:
+    """Instantiate a vision model from its YAML (``_target_``), handing it its trained, frozen parts."""
+    return instantiate(vision_model_cfg.model, **parts)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -72,7 +75,7 @@ def run(cfg: DictConfig) -> Path:
         "seed": cfg.seed,
         "num_envs": cfg.num_envs,
         "vision_model": plain(vm),
-        "dae": plain(cfg.dae) if vm.needs_dae else None,
+        "pretrained": {name: plain(cfg[name]) for name in pretrained_parts(vm)},
     }
     device = resolve_device(cfg.device)
     if start_run(out, settings, cfg):
@@ -120,21 +123,22 @@ def run(cfg: DictConfig) -> Path:
         timings[f"train_{label}_s"] = time.perf_counter() - t0
         return model
 
-    # 2. The frozen denoising autoencoder J, for models whose loss reads through it. Each model's
-    #    initial weights come from its own seed, so a resumed run builds them as an uninterrupted one.
-    dae = None
-    if vm.needs_dae:
+    # 2. The parts the model trains first and freezes (the denoising autoencoder J of beta_vae_dae),
+    #    each from its config group. Each model's initial weights come from its own seed, so a
+    #    resumed run builds them as an uninterrupted one.
+    parts = {}
+    for name in pretrained_parts(vm):
         torch.manual_seed(cfg.seed)
-        dae = instantiate(cfg.dae.model)
-        if (out / "dae.safetensors").exists():
-            load_weights(out / "dae.safetensors", dae)
+        parts[name] = instantiate(cfg[name].model)
+        if (out / f"{name}.safetensors").exists():
+            load_weights(out / f"{name}.safetensors", parts[name])
         else:
-            save_weights(out / "dae.safetensors", train(dae, cfg.dae.train, "dae", images_source))
-        dae.to(device).eval().requires_grad_(False)
+            save_weights(out / f"{name}.safetensors", train(parts[name], cfg[name].train, name, images_source))
+        parts[name].to(device)
 
     # 3. The vision model itself, on the batches it asks for.
     torch.manual_seed(cfg.seed + 1)
-    model = build_model(vm, dae)
+    model = build_model(vm, **parts)
     if model.batches == "factor_sweeps":
         if dataset is None:
             raise ValueError(
@@ -149,7 +153,7 @@ def run(cfg: DictConfig) -> Path:
     manifest = {
         "stage": "see",
         "vision_model": plain(vm),
-        "dae": plain(cfg.dae) if vm.needs_dae else None,
+        "pretrained": settings["pretrained"],
         "input_shape": input_shape,
         "latent_dim": int(model.latent_dim),
         "env_id": cfg.env.id,

@@ -114,7 +114,6 @@ RULES: dict[str, tuple[Rule, str]] = {
     "dae.train.batch_size": integer(1),
     "dae.train.lr": number(above=0),
     "vision_model.name": text(r"\w[\w.-]*", "a name"),
-    "vision_model.needs_dae": boolean(),
     "vision_model.policy_input": one_of("latents", "pixels", "fine_tune", "state"),
     "vision_model.train.steps": integer(1),
     "vision_model.train.batch_size": integer(1),

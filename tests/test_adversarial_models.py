@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from conftest import compose_cfg
 from conftest import square_images as images
@@ -435,7 +435,7 @@ def test_training_loop_checkpoints_every_optimiser_and_resumes(name, tmp_path):
 @pytest.mark.parametrize("name", ["factor_vae", "infogan", "random_cnn"])
 def test_configs_instantiate(name):
     cfg = compose_cfg("see", [f"vision_model={name}"]).vision_model
-    assert cfg.name == name and cfg.needs_dae is False
+    assert cfg.name == name and get_class(cfg.model._target_).pretrained == ()
     assert {"steps", "batch_size", "lr"} <= set(cfg.train) and isinstance(cfg.train.lr, float)
     model = instantiate(cfg.model)
     assert isinstance(model, VisionModel) and model.input_shape == SHAPE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from conftest import compose_cfg
 from darla.latent_env import frames_to_tensor
@@ -206,7 +206,7 @@ def test_training_on_factor_sweeps_reduces_the_loss(tmp_path):
 
 def test_yaml_instantiates_through_hydra():
     cfg = compose_cfg("see", ["vision_model=dcign"])
-    assert cfg.vision_model.name == "dcign" and cfg.vision_model.needs_dae is False
+    assert cfg.vision_model.name == "dcign" and get_class(cfg.vision_model.model._target_).pretrained == ()
     assert cfg.vision_model.train.batch_size == 64 and cfg.vision_model.train.lr == pytest.approx(1e-4)
     model = instantiate(cfg.vision_model.model)
     assert isinstance(model, DCIGN) and model.batches == "factor_sweeps"

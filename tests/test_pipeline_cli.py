@@ -101,7 +101,7 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     assert manifest["input_shape"] == [3, 64, 64] and manifest["latent_dim"] == 32
     assert manifest["content_hash"] == content_hash(manifest, see)  # its weights and the manifest itself
     assert manifest["vision_model"]["name"] == "beta_vae_dae"
-    assert manifest["vision_model"]["train"]["steps"] == 30 and manifest["dae"]["train"]["steps"] == 20
+    assert manifest["vision_model"]["train"]["steps"] == 30 and manifest["pretrained"]["dae"]["train"]["steps"] == 20
     for label, steps in (("dae", 20), ("vision_model", 30)):
         assert load_state(see / "checkpoints" / f"{label}.safetensors")["step"] == steps
 

@@ -55,6 +55,8 @@ def test_a_crafted_manifest_executes_nothing_and_is_refused(quick_run, tmp_path,
     manifest = read_json(run / "see" / MANIFEST)
     if where == "factor_dataset":
         manifest["factor_dataset"] = specs[target]
+    elif where == "dae":
+        manifest["pretrained"]["dae"]["model"] = specs[target]
     else:
         manifest[where]["model"] = specs[target]
     reseal_with(run / "see", manifest)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from conftest import compose_cfg
 from conftest import square_images as images
@@ -409,7 +409,7 @@ def test_adam_steps_reduce_loss_on_a_fixed_batch(name):
 def test_configs_instantiate(name, cls):
     root = compose_cfg("see", [f"vision_model={name}", "vision_model.model.latent_dim=10"])
     cfg = root.vision_model
-    assert cfg.name == name and not cfg.needs_dae
+    assert cfg.name == name and get_class(cfg.model._target_).pretrained == ()
     assert dict(cfg.train) == {"steps": 4000, "batch_size": 64, "lr": 1e-4}
     model = instantiate(cfg.model)
     assert type(model) is cls and model.latent_dim == 10 and model.input_shape == tuple(root.env.observation_shape)

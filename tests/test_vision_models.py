@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from conftest import compose_cfg
 from conftest import square_images as images
@@ -135,18 +135,24 @@ def test_beta_vae_dae_gradients_stop_at_the_dae():
     assert all(p.grad is not None for p in model.encoder.parameters())
 
 
-def test_beta_vae_dae_keeps_the_dae_out_of_its_parameters_and_state():
+def test_beta_vae_dae_keeps_its_frozen_dae_out_of_the_optimiser_and_its_state():
     dae = make_dae()
     dae.train()
     model = BetaVAEDAE(dae, SHAPE, latent_dim=6)
+    assert model.dae is dae and model.pretrained == ("dae",)  # an ordinary submodule
     dae_params = {id(p) for p in dae.parameters()}
-    assert not dae_params & {id(p) for p in model.parameters()}
+    [optimiser] = model.configure_optimizers(lr=1e-4).values()
+    assert not dae_params & {id(p) for group in optimiser.param_groups for p in group["params"]}
     assert not any(k.startswith("dae") for k in model.state_dict())
     assert set(model.state_dict()) == set(BetaVAE(SHAPE, latent_dim=6).state_dict())
+    # The state dict of a module holding the model leaves the DAE out too, and loading reports nothing missing.
+    holder = torch.nn.ModuleDict({"vision": model})
+    assert not any(".dae." in k for k in holder.state_dict())
+    assert not holder.load_state_dict(holder.state_dict()).missing_keys
     assert not dae.training and not any(p.requires_grad for p in dae.parameters())
     model.train()  # training the beta-VAE must not put the frozen DAE back in training mode
     assert not dae.training
-    model.double()  # moves go through _apply and must carry the DAE along
+    model.double()  # moves carry the DAE along
     assert all(p.dtype == torch.float64 for p in dae.parameters())
     assert torch.isfinite(model.loss(images(2).double(), step=0)[0])
 
@@ -174,9 +180,11 @@ def test_other_channel_counts_work():
 
 @pytest.mark.parametrize("name", ["beta_vae_dae", "beta_vae", "vae", "dae"])
 def test_configs_instantiate(name):
-    # Composed as the stages compose it: dae.yaml reads the top-level `dae:` settings.
+    # Composed as the stages compose it; a model with frozen parts (VisionModel.pretrained) gets them by name.
     cfg = compose_cfg("see", [f"vision_model={name}", "vision_model.model.latent_dim=10"]).vision_model
     assert cfg.name == name
     assert {"steps", "batch_size", "lr"} <= set(cfg.train) and isinstance(cfg.train.lr, float)
-    model = instantiate(cfg.model, dae=make_dae()) if cfg.needs_dae else instantiate(cfg.model)
+    parts = {"dae": make_dae()} if name == "beta_vae_dae" else {}
+    assert tuple(parts) == get_class(cfg.model._target_).pretrained
+    model = instantiate(cfg.model, **parts)
     assert isinstance(model, VisionModel) and model.latent_dim == 10 and model.input_shape == SHAPE

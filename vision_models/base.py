@@ -44,6 +44,22 @@ def call_with_frozen_weights(module: nn.Module, *inputs: Tensor) -> Tensor:
     return functional_call(module, constants, inputs)
 
 
+def _pretrained_keys(model: "VisionModel", keys, prefix: str = "") -> list[str]:
+    return [k for k in keys if any(k.startswith(f"{prefix}{name}.") for name in model.pretrained)]
+
+
+def _without_pretrained(model, state_dict, prefix, local_metadata) -> None:
+    for key in _pretrained_keys(model, list(state_dict), prefix):
+        del state_dict[key]
+
+
+def _keep_pretrained(model, state_dict, prefix, *_) -> None:
+    """Loading a state dict (which has no frozen parts) leaves each frozen part's weights as they are."""
+    for name in model.pretrained:
+        for key, value in getattr(model, name).state_dict(prefix=f"{prefix}{name}.").items():
+            state_dict.setdefault(key, value)
+
+
 class VisionModel(nn.Module):
     """Base class of the zoo. Images are float tensors in [0, 1], shape (N, *input_shape).
 
@@ -60,6 +76,12 @@ class VisionModel(nn.Module):
     latent_dim: int
     input_shape: tuple[int, int, int]
     batches: str = "images"
+    # Submodules trained before the model and frozen while it trains (beta_vae_dae's DAE J). The see
+    # stage builds and trains each from the config group of the same name (configs/<name>/), saves it
+    # as <name>.safetensors and hands it to the constructor under that name. A frozen part has no
+    # gradients (so no optimiser sees it), stays in eval mode, and is left out of the model's own
+    # state_dict (its weights live in their own file).
+    pretrained: tuple[str, ...] = ()
     can_decode: bool = True  # False for encoder-only models (random_cnn): no reconstructions or traversals
     traversal_span: float = 2.5  # latent traversals sweep the mean code ± this (prior std units for N(0, 1))
 
@@ -67,6 +89,18 @@ class VisionModel(nn.Module):
         super().__init__()
         self.input_shape = check_input_shape(input_shape)
         self.latent_dim = int(latent_dim)
+        self.register_state_dict_post_hook(_without_pretrained)
+        self.register_load_state_dict_pre_hook(_keep_pretrained)
+
+    def freeze(self, part: nn.Module) -> nn.Module:
+        """A pretrained part as it must stay: no gradients, eval mode."""
+        return part.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.pretrained:
+            getattr(self, name).eval()
+        return self
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """(mean, logvar) of q(z|x); deterministic models return (code, None)."""

@@ -11,11 +11,13 @@ from vision_models.dae import DAE_LAYERS, DenoisingAutoencoder
 class BetaVAEDAE(BetaVAE):
     """loss = sum over features of (J(x_hat) - J(x))^2 (mean over batch) + beta * KL, x_hat = sigmoid(decode(z)).
 
-    J is an already trained DenoisingAutoencoder read at `dae_layer`. It is frozen and deliberately not a
-    submodule: it stays out of `parameters()` (so the optimiser never sees it) and out of `state_dict()`
-    (it is saved separately), while `.to()` / `.cuda()` / `.double()` still move it along.
-    J(x) is a fixed target (computed without autograd); J(x_hat) passes gradients to the decoder only.
+    J is an already trained DenoisingAutoencoder read at `dae_layer`: a frozen pretrained part (see
+    VisionModel.pretrained), so the optimiser never sees it and `state_dict()` leaves it out (the see stage
+    saves it as dae.safetensors). J(x) is a fixed target (computed without autograd); J(x_hat) passes
+    gradients to the decoder only.
     """
+
+    pretrained = ("dae",)
 
     def __init__(
         self,
@@ -32,14 +34,7 @@ class BetaVAEDAE(BetaVAE):
             raise ValueError(f"DAE input_shape {tuple(dae.input_shape)} differs from the model's {self.input_shape}")
         self.dae_layer = dae_layer
         self.reconstruction = f"dae_{dae_layer}"
-        dae.eval().requires_grad_(False)
-        self.__dict__["dae"] = dae  # bypasses nn.Module.__setattr__, which would register it as a submodule
-
-    def _apply(self, fn, recurse=True):
-        # Device and dtype moves go through _apply; carry the unregistered DAE along with the model.
-        super()._apply(fn, recurse)
-        self.dae._apply(fn, recurse)
-        return self
+        self.dae = self.freeze(dae)
 
     def reconstruction_loss(self, logits: Tensor, x: Tensor) -> Tensor:
         with torch.no_grad():
