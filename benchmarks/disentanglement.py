@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from vision_models.metrics import HEADLINE_SCORES  # noqa: E402
+from darla.leaderboard import headline_scores  # noqa: E402
 
 MODELS = {
     "vae": [],
@@ -41,7 +41,6 @@ COMMON = [
     "vision_model.train.batch_size=64",
     "vision_model.train.lr=1e-4",
 ]
-COLUMNS = HEADLINE_SCORES  # (metric, score key, column title)
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,13 +93,15 @@ def main() -> None:
 
     print()
     print(f"procedural dSprites, 10 latents, batch 64, {args.steps} steps per model, seed {args.seed}")
-    header = ["model", "train s", *[title for _, _, title in COLUMNS], "encode s", "metrics s"]
+    headlines = {model: headline_scores(metrics) for model, _, metrics, _ in rows}
+    titles = list(dict.fromkeys(title for scores in headlines.values() for title in scores))
+    header = ["model", "train s", *titles, "encode s", "metrics s"]
     table = [header]
     for model, manifest, metrics, _ in rows:
         scores = metrics["metrics"]
         cells = [model, f"{manifest['timings'].get('train_vision_model_s', float('nan')):.0f}"]
-        for metric, key, _ in COLUMNS:
-            value = scores.get(metric, {}).get(key)
+        for title in titles:
+            value = headlines[model].get(title)
             cells.append("-" if value is None else f"{value:.3f}")
         cells.append(f"{metrics['encode_seconds']:.1f}")
         cells.append(f"{sum(s.get('seconds', 0.0) for s in scores.values()):.1f}")

@@ -3,7 +3,7 @@
     python benchmarks/metrics_switch.py --json /tmp/before.json                         # on the old code
     python benchmarks/metrics_switch.py --json /tmp/after.json --compare /tmp/before.json
 
-Runs `vision_models.metrics.evaluate` with configs/darla.yaml's `metrics.compute` sizes and seed on
+Runs `vision_models.metrics.evaluate` with configs/metric/'s sizes and configs/darla.yaml's seed on
 fixed codes, plus UDR (Spearman and Lasso) and darla.evaluation.rank_correlation, and prints one
 table (with --compare, the saved values and the difference). Code sets:
 
@@ -104,6 +104,10 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "darla.yaml").metrics)
+    settings["compute"] = {  # the metrics darla.yaml selects (configs/metric/), as see composes them
+        path.stem: OmegaConf.to_container(OmegaConf.load(path))
+        for path in sorted((ROOT / "configs" / "metric").glob("*.yaml"))
+    }
     code_sets = synthetic_codes()
     if args.see_dir is not None:
         code_sets["real"] = real_codes(args.see_dir, args.cache)

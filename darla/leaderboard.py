@@ -24,23 +24,51 @@ transfer_vs_shift.png where targets are graded by a shift's intensity.
 from __future__ import annotations
 
 import csv
+import functools
+import importlib.resources
 import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest, write_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
 from darla.images import save_png
 from darla.sanity import episode_flags, interval_flags, seed_flags
-from vision_models.metrics import HEADLINE_SCORES
 from vision_models.plots import curves_plot, interval_plot, scatter_plot
 
 # The task probe's summary numbers (darla/probe.py): key in metrics.json's task_probe, short title.
 PROBE_SCORES = (("heldout", "Task probe"), ("targets", "Task probe (targets)"))
-SCORE_TITLES = (*(title for _, _, title in HEADLINE_SCORES), *(title for _, title in PROBE_SCORES))
+METRIC_CONFIGS = Path(str(importlib.resources.files("configs"))) / "metric"
+
+
+@functools.cache
+def shipped_headlines() -> dict[str, dict[str, str]]:
+    """configs/metric/*.yaml's headline scores, read as data: for see runs whose metrics.json predates
+    its own ``headline`` record."""
+    return {p.stem: dict(OmegaConf.load(p).get("headline") or {}) for p in sorted(METRIC_CONFIGS.glob("*.yaml"))}
+
+
+def headline_scores(report: dict) -> dict[str, float]:
+    """A see run's metrics.json -> {column title: score} for the scores its metrics call headline."""
+    scores = report.get("metrics", {})
+    headline = report.get("headline") or {name: shipped_headlines().get(name, {}) for name in scores}
+    return {
+        title: float(scores[metric][key])
+        for metric, keys in headline.items()
+        for key, title in keys.items()
+        if key in scores.get(metric, {})
+    }
+
+
+def score_titles(runs) -> list[str]:
+    """Every score title some run has, metrics first (as each run lists them), then the task probe."""
+    titles, probe = dict.fromkeys(title for run in runs for title in run.metrics), [t for _, t in PROBE_SCORES]
+    return [t for t in titles if t not in probe] + [t for t in probe if t in titles]
+
 
 BOOTSTRAP_SEED = 0  # fixed, so re-making a leaderboard gives the same intervals
 
@@ -92,14 +120,8 @@ def read_run(path: Path) -> RunResult:
     for report_path in [*([Path(see_dir) / "metrics.json"] if see_dir else []), act_dir / "metrics.json"]:
         if report_path.exists():
             report = read_json(report_path)
-            scores, probe = report.get("metrics", {}), report.get("task_probe", {})
-            metrics.update(
-                {
-                    title: float(scores[metric][key])
-                    for metric, key, title in HEADLINE_SCORES
-                    if metric in scores and key in scores[metric]
-                }
-            )
+            probe = report.get("task_probe", {})
+            metrics.update(headline_scores(report))
             metrics.update({title: float(probe[key]) for key, title in PROBE_SCORES if probe.get(key) is not None})
     settings = read_json(path / "transfer" / "config.json")["domains"]
     random_returns = {
@@ -201,7 +223,7 @@ def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
     ratios = np.array([[run.transfer_ratio] for run in runs])
     if np.all(np.isfinite(ratios)):
         row["transfer_ratio"] = _interval(ratios, rng)
-    titles = [t for t in SCORE_TITLES if all(t in r.metrics for r in runs)]
+    titles = [t for t in score_titles(runs) if all(t in r.metrics for r in runs)]
     row["metrics"] = {t: float(np.mean([r.metrics[t] for r in runs])) for t in titles}
     row["flags"] = model_flags(runs, row)
     return row
@@ -408,7 +430,7 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
     # score and outcome, one dot per run, Spearman's rho over all runs that have the score; the task
     # probe also against source return (does the probe predict what RL will learn?). The rhos go to
     # correlations.json.
-    titles = [t for t in SCORE_TITLES if any(t in r.metrics for r in runs)]
+    titles = score_titles(runs)
     outcomes = {
         "source return": lambda r: r.mean_return("source"),
         "target return": lambda r: r.mean_return("target"),

@@ -263,6 +263,14 @@ def _cross_field(cfg: DictConfig) -> list[str]:
                 found.append(
                     f"{prefix}.mask_min_frac={low} is not allowed: expected at most {prefix}.mask_max_frac={high}"
                 )
+    present, compute = _select(cfg, "metrics.compute")
+    for name, spec in (compute if present and isinstance(compute, dict) else {}).items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("_target_"), str):
+            found.append(
+                f"metrics.compute.{name}={_show(spec)} is not allowed: expected a metric of configs/metric/ "
+                f"(choose with metric=[{name},...], then set its sizes as metrics.compute.{name}.<size>=...) "
+                f"or a mapping whose _target_ names the metric's function"
+            )
     _, stack = _select(cfg, "act.frame_stack")
     _, policy_input = _select(cfg, "vision_model.policy_input")
     if policy_input == "fine_tune" and integer(2)[0](stack):

@@ -148,14 +148,15 @@ def diagnose(
     )
 
     report: dict = {}
-    if dataset is not None and metrics_cfg is not None and metrics_cfg.compute:
+    if dataset is not None and metrics_cfg is not None and metrics_cfg.get("compute"):
         codes = encode_grid(
             dataset,
             representation_function(model, device, metrics_cfg.encode_batch_size),
             batch_size=metrics_cfg.encode_batch_size,
         )
         log.info(f"encoded {len(codes.mean):,} grid points in {codes.encode_seconds:.1f}s")
-        results = evaluate(codes, plain(metrics_cfg.compute), metrics_cfg.seed)
+        settings = plain(metrics_cfg.compute)
+        results = evaluate(codes, settings, metrics_cfg.seed)
         for name, scores in results.items():
             log.info(
                 f"{name}: "
@@ -167,6 +168,8 @@ def diagnose(
                 "factor_sizes": list(codes.factor_sizes),
                 "encode_seconds": codes.encode_seconds,
                 "metrics": results,
+                # each metric's headline scores -> column titles, for leaderboards (configs/metric/)
+                "headline": {name: dict(spec.get("headline") or {}) for name, spec in settings.items()},
             }
         )
         images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))

@@ -37,6 +37,7 @@ BAD = [
     ("see", ["vision_model=factor_vae", "vision_model.model.gamma=-35"], "vision_model.model.gamma"),
     ("see", ["metrics.compute={mig: {num_train: 1000, num_bins: 0}}"], "metrics.compute.mig.num_bins"),
     ("see", ["metrics.compute={dci: {num_train: 100, num_test: 50, backend: gpu}}"], "metrics.compute.dci.backend"),
+    ("see", ["experiment=quick", "+metrics.compute={mig: {num_train: 100}}"], "metrics.compute.mig"),
     ("see", ["seed=-1"], "seed"),
     ("see", ["num_envs=0"], "num_envs"),
     ("see", ["num_envs=-1"], "num_envs"),

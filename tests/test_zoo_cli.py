@@ -15,7 +15,7 @@ import yaml
 
 from conftest import REPO, check_ok, output, run_cli, snapshot
 from darla.artifacts import read_json
-from vision_models.metrics import METRICS
+from darla.leaderboard import headline_scores
 
 # Every vision model with a see stage: not the baselines that read pixels or the env's state (model: null),
 # nor darla_ft, which is beta_vae_dae's config with another policy input.
@@ -26,6 +26,9 @@ MODELS = sorted(
 )
 DETERMINISTIC = {"dae", "random_cnn"}  # no posterior variance: Chen's sampled MIG does not apply
 ENCODER_ONLY = {"random_cnn"}
+
+
+METRICS = {p.stem for p in (REPO / "configs" / "metric").glob("*.yaml")}  # darla.yaml selects all of them
 
 
 def see_quick_dsprites(model: str, runs: Path, *extra: str):
@@ -70,7 +73,12 @@ def test_every_model_trains_through_see_and_is_diagnosed(model, tmp_path):
     metrics = read_json(see / "metrics.json")
     assert metrics["factor_names"] == ["shape", "scale", "orientation", "pos_x", "pos_y"]
     assert metrics["factor_sizes"] == [3, 6, 5, 4, 4]
-    assert set(metrics["metrics"]) == set(METRICS)
+    assert set(metrics["metrics"]) == METRICS == set(metrics["headline"])
+    assert metrics["headline"]["dci"] == {
+        "disentanglement": "DCI D",
+        "completeness": "DCI C",
+        "informativeness_test": "DCI I",
+    }
     for name, scores in metrics["metrics"].items():
         if name == "sampled_mig" and model in DETERMINISTIC:
             assert "skipped" in scores
@@ -92,7 +100,7 @@ def test_diagnose_rewrites_metrics_of_a_finished_run_and_keeps_its_weights(tmp_p
     weights = {k: v for k, v in snapshot(see).items() if k.endswith(".safetensors") or k == "manifest.json"}
 
     # The run is positional; other overrides follow it. Only the MIG is asked for this time.
-    others = [f"~metrics.compute.{name}" for name in METRICS if name != "mig"]
+    others = ["metric=[mig]"]
     proc = check_ok(
         run_cli("diagnose", str(see), *others, "metrics.compute.mig.num_bins=10", f"runs_dir={runs}", cwd=tmp_path)
     )
@@ -100,6 +108,28 @@ def test_diagnose_rewrites_metrics_of_a_finished_run_and_keeps_its_weights(tmp_p
     metrics = json.loads((see / "metrics.json").read_text())["metrics"]
     assert list(metrics) == ["mig"]
     assert {k: v for k, v in snapshot(see).items() if k in weights} == weights
+
+    # A metric of one's own: one function and one YAML, found through hydra.searchpath; no registry.
+    (tmp_path / "my_metrics.py").write_text(
+        "import numpy as np\n\n"
+        "def compute_code_spread(codes, rng, num_train=100):\n"
+        "    rows = rng.choice(len(codes.mean), num_train)\n"
+        "    return {'spread': float(np.std(codes.mean[rows], axis=0).mean())}\n"
+    )
+    (tmp_path / "my_configs" / "metric").mkdir(parents=True)
+    (tmp_path / "my_configs" / "metric" / "code_spread.yaml").write_text(
+        "# @package metrics.compute.code_spread\n_target_: my_metrics.compute_code_spread\n"
+        "headline: {spread: Spread}\nnum_train: 200\n"
+    )
+    args = ("diagnose", str(see), "metric=[mig,code_spread]", f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]")
+    check_ok(run_cli(*args, f"runs_dir={runs}", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}))
+    report = json.loads((see / "metrics.json").read_text())
+    assert list(report["metrics"]) == ["mig", "code_spread"] and report["metrics"]["code_spread"]["spread"] > 0
+    assert report["headline"]["code_spread"] == {"spread": "Spread"}
+    assert headline_scores(report) == {
+        "MIG": report["metrics"]["mig"]["mig"],
+        "Spread": report["metrics"]["code_spread"]["spread"],
+    }
 
 
 def test_act_refuses_a_vision_only_dataset(tmp_path):
@@ -128,6 +158,7 @@ def test_dcign_trains_on_collect_good_objects_sweeps_and_see_scores_it_on_the_en
             "vision_model.train.batch_size=8",
             "see.frames=100",
             *grid,
+            "metric=[mig,factor_vae_score]",
             "metrics.compute={mig:{num_train:200},factor_vae_score:{num_train:50,num_eval:20,"
             "num_variance_estimate:100,batch_size:8}}",
             f"runs_dir={runs}",

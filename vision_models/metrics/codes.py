@@ -18,6 +18,11 @@ import numpy as np
 Representation = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
+class NotApplicable(ValueError):
+    """A metric that does not apply to these codes (a posterior metric on a deterministic model):
+    ``evaluate`` records it as skipped, with the reason."""
+
+
 @dataclass
 class FactorCodes:
     """The representation of every point of a factor grid, rows in C-ordered flat-index order."""

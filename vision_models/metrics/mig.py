@@ -23,7 +23,7 @@ import torch
 from sklearn.metrics import mutual_info_score
 
 from vision_models.beta_tcvae import gaussian_log_density
-from vision_models.metrics.codes import FactorCodes
+from vision_models.metrics.codes import FactorCodes, NotApplicable
 
 # Samples whose mixture densities are evaluated at once: samples x components x latents float32 values.
 _SAMPLES_PER_CHUNK = 256
@@ -106,7 +106,7 @@ def compute_sampled_mig(
     shape out; pass the other four names to compare with their numbers.
     """
     if codes.logvar is None:
-        raise ValueError(
+        raise NotApplicable(
             "codes.logvar is None: the sampled MIG needs the posterior q(z|x) (mean and logvar) of a "
             "stochastic encoder; use compute_mig for deterministic codes"
         )
