@@ -129,7 +129,7 @@ def diagnose(
         # shows objects rather than a close-up of a wall.
         busiest = sample[torch.argsort(sample.flatten(1).std(1), descending=True)]
         grid, order = traversal_grid(model, busiest)
-        images.save_png(out / "traversals.png", grid, labels=[f"z{d}\nKL {kl[d]:.2f}" for d in order])
+        images.save_png(out / "traversals.png", grid, labels=[f"z{d}\nKL {kl[d]:.3g}" for d in order])
         rows, _ = traversal_frames(model, busiest, steps=17)
         images.save_traversal_gif(out / "traversals.gif", rows)
     with torch.no_grad():

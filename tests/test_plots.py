@@ -10,7 +10,10 @@ import torch
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from darla.artifacts import read_json
 from darla.images import label_rows
+from darla.vision_report import diagnose
+from vision_models import BetaVAE
 from vision_models.diagnostics import reconstruction_grid
 from vision_models.metrics.codes import FactorCodes
 from vision_models.plots import _mean_responses, _most_responsive, bar_plot, factor_response_plot, save_figure
@@ -206,3 +209,27 @@ def test_reconstruction_grid_names_its_rows(dae):
     margin = labelled.shape[1] - grid.shape[1]
     for row in range(len(labels)):
         assert (labelled[row * 18 : (row + 1) * 18 + 2, :margin] < 128).any(), f"row {row} has no label"
+
+
+def test_diagnose_writes_each_figure_as_png_and_pdf_and_labels_its_grids(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    groups = {name: rng.integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8) for name in ("hat_can", "cake")}
+    model = BetaVAE(latent_dim=4)
+    diagnose(model, tmp_path, groups, None, None, torch.device("cpu"), 0)
+    assert (tmp_path / "kl_per_dim.pdf").read_bytes().startswith(b"%PDF")
+    assert len(read_json(tmp_path / "latents.json")["kl_per_dim"]) == 4
+    assert cv2.imread(str(tmp_path / "kl_per_dim.png")) is not None
+    grid = cv2.imread(str(tmp_path / "reconstructions.png"))
+    rows = 2 * 2  # two domains, input and decoder rows each
+    assert grid.shape[0] == rows * 66 + 2 * 2  # each band a tiled grid of 8 images of 64 px
+    margin = grid.shape[1] - (8 * 66 + 2)
+    assert margin > 40
+    for row in range(rows):
+        band = grid[row * grid.shape[0] // rows : (row + 1) * grid.shape[0] // rows, :margin]
+        assert (band < 128).sum() > 30, f"reconstruction row {row} has no label"
+    traversals = cv2.imread(str(tmp_path / "traversals.png"))
+    margin = traversals.shape[1] - (9 * 66 + 2)
+    assert margin > 20 and traversals.shape[0] == 4 * 66 + 2
+    for row in range(4):
+        assert (traversals[row * 66 : (row + 1) * 66, :margin] < 128).sum() > 30, f"traversal row {row} unlabelled"
