@@ -18,18 +18,30 @@ def _encode(ext: str, rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+LABEL_FONT, LABEL_SCALE = cv2.FONT_HERSHEY_PLAIN, 0.9
+
+
+def label_rows(image: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """``image`` with a white left margin naming each of its equal-height bands (rows of a grid), one
+    label per band from the top; a label's newlines split it into lines, centred on its band."""
+    lines = [str(label).split("\n") for label in labels]
+    sizes = [[cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)[0] for text in label] for label in lines]
+    margin = 10 + max(width for label in sizes for width, _ in label)
+    canvas = np.full((image.shape[0], image.shape[1] + margin, 3), 255, np.uint8)
+    canvas[:, margin:] = image
+    band = image.shape[0] / len(labels)
+    for i, (label, size) in enumerate(zip(lines, sizes)):
+        step = max(height for _, height in size) + 5
+        top = i * band + (band - len(label) * step) / 2 + step - 3
+        for j, text in enumerate(label):
+            cv2.putText(canvas, text, (4, round(top + j * step)), LABEL_FONT, LABEL_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas
+
+
 def save_png(path: Path, image: np.ndarray, labels: Sequence[str] | None = None) -> Path:
-    """Save an RGB uint8 image; ``labels`` go in a left margin, one per equal-height band."""
+    """Save an RGB uint8 image; ``labels`` go in a left margin, one per equal-height band (:func:`label_rows`)."""
     if labels:
-        margin = 8 + 7 * max(len(s) for s in labels)
-        canvas = np.full((image.shape[0], image.shape[1] + margin, 3), 255, np.uint8)
-        canvas[:, margin:] = image
-        band = image.shape[0] / len(labels)
-        for i, text in enumerate(labels):
-            cv2.putText(
-                canvas, text, (4, int(i * band + band / 2) + 4), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA
-            )
-        image = canvas
+        image = label_rows(image, labels)
     data = _encode(".png", image)
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 

@@ -17,8 +17,9 @@ Per vision model, over its seeds (DESIGN §5: IQM with stratified-bootstrap 95% 
   that returned exactly the same, intervals of zero width.
 
 Outputs in ``<dir>``: leaderboard.md, leaderboard.csv (one row per vision model), runs.csv (one
-row per run), returns_per_domain.png, disentanglement_vs_transfer.png, training_curves.png, and
-transfer_vs_shift.png where targets are graded by a shift's intensity.
+row per run), returns_per_domain.png, disentanglement_vs_transfer.png (its rank correlations in
+correlations.json), training_curves.png, and transfer_vs_shift.png where targets are graded by a
+shift's intensity; each figure (vision_models/plots.py, matplotlib) also as a PDF of the same name.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ from omegaconf import OmegaConf
 
 from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest, write_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
-from darla.images import save_png
 from darla.sanity import episode_flags, interval_flags, seed_flags
-from vision_models.plots import curves_plot, interval_plot, scatter_plot
+from vision_models.plots import curves_plot, interval_plot, save_figure, scatter_plot
 
 # The task probe's summary numbers (darla/probe.py): key in metrics.json's task_probe, short title.
 PROBE_SCORES = (("heldout", "Task probe"), ("targets", "Task probe (targets)"))
@@ -415,8 +415,7 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
             for d in domains
         ]
     source_count = sum(role == "source" for role in runs[0].roles.values())
-    save_png(
-        root / "returns_per_domain.png",
+    save_figure(
         interval_plot(
             domains,
             per_domain,
@@ -424,6 +423,7 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
             ylabel="episode return",
             divider=source_count,
         ),
+        root / "returns_per_domain.png",
     )
 
     # DARLA's headline figure: does a more disentangled vision transfer better? One panel per
@@ -458,11 +458,11 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
                 }
             )
     if panels:
-        save_png(
-            root / "disentanglement_vs_transfer.png",
+        save_figure(
             scatter_plot(
                 panels, title="Disentanglement and task probe of the vision against transfer (one dot per run)"
             ),
+            root / "disentanglement_vs_transfer.png",
         )
         write_json(root / "correlations.json", correlations)
 
@@ -482,14 +482,14 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
             }
             for label, points in shifts.items()
         }
-        save_png(
-            root / "transfer_vs_shift.png",
+        save_figure(
             curves_plot(
                 panels,
                 title="Return against shift intensity (IQM over seeds)",
                 xlabel="shift intensity",
                 ylabel="return",
             ),
+            root / "transfer_vs_shift.png",
         )
 
     curves = {}
@@ -505,14 +505,14 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
                 steps = sorted(points)
                 curves[d][model] = (np.array(steps, float), np.array([np.mean(points[s]) for s in steps]))
     if any(curves.values()):
-        save_png(
-            root / "training_curves.png",
+        save_figure(
             curves_plot(
                 curves,
                 title="Training: mean evaluation return per source domain (mean over seeds)",
                 xlabel="env steps",
                 ylabel="return",
             ),
+            root / "training_curves.png",
         )
 
 

@@ -3,13 +3,14 @@
 Written by ``see`` at the end of training, and again by ``python -m darla.stage diagnose <see run>``
 (darla/diagnose.py; for instance with other metric settings), into the see run's directory:
 
-- reconstructions.png   inputs above reconstructions, one band per domain (or dataset)
-- traversals.png / .gif one row per latent sweep, most informative latent (KL) first
-- kl_per_dim.png        KL to the prior (or code variance) of each latent
+- reconstructions.png   inputs above reconstructions, one band per domain (or dataset), each row labelled
+                        (input, decoder and, for β-VAE_DAE, decoder through the DAE)
+- traversals.png / .gif one row per latent sweep, most informative latent (KL) first (labelled in the PNG)
+- kl_per_dim.png/.pdf   KL to the prior (or code variance) of each latent (a matplotlib figure, PNG and PDF)
 - latents.json          KL per latent, the traversal order and sanity flags (darla/sanity.py)
 - metrics.json          disentanglement metrics, when the env has a factor dataset (and metrics.compute
                         names any)
-- factor_response.png   mean code of each latent against each factor's value (idem)
+- factor_response.png/.pdf  mean code of each latent against each factor's value (idem; PNG and PDF)
 - object_reconstructions.png  inputs with their task objects outlined, reconstructions, squared error,
                         when the factor dataset has object masks; the numbers in metrics.json
                         (object_reconstruction: error inside object pixels vs background)
@@ -110,23 +111,25 @@ def diagnose(
     with torch.no_grad():
         kl = model.kl_per_dim(sample).cpu().numpy()
     order = np.argsort(-kl).tolist()
-    images.save_png(
-        out / "kl_per_dim.png",
+    plots.save_figure(
         plots.bar_plot(
             kl, labels=[f"z{i}" for i in range(len(kl))], title="KL to the prior per latent (batch mean)", ylabel="nats"
         ),
+        out / "kl_per_dim.png",
     )
     if model.can_decode:
-        bands = []
+        bands, labels = [], []
         for name, frames in groups.items():
             pick = rng.choice(len(frames), size=min(SAMPLES_PER_GROUP, len(frames)), replace=False)
-            bands.append(reconstruction_grid(model, frames_to_tensor(frames[pick], device)))
-        images.save_png(out / "reconstructions.png", np.concatenate(bands, axis=0), labels=list(groups))
+            grid, rows = reconstruction_grid(model, frames_to_tensor(frames[pick], device))
+            bands.append(grid)
+            labels += [f"{name}\n{rows[0]}", *rows[1:]]  # each band's first row names its domain
+        images.save_png(out / "reconstructions.png", np.concatenate(bands, axis=0), labels=labels)
         # Traversals start from the busiest image of the sample (most pixel variance), so the sweep
         # shows objects rather than a close-up of a wall.
         busiest = sample[torch.argsort(sample.flatten(1).std(1), descending=True)]
         grid, order = traversal_grid(model, busiest)
-        images.save_png(out / "traversals.png", grid)
+        images.save_png(out / "traversals.png", grid, labels=[f"z{d}\nKL {kl[d]:.3g}" for d in order])
         rows, _ = traversal_frames(model, busiest, steps=17)
         images.save_traversal_gif(out / "traversals.gif", rows)
     with torch.no_grad():
@@ -172,7 +175,7 @@ def diagnose(
                 "headline": {name: dict(spec.get("headline") or {}) for name, spec in settings.items()},
             }
         )
-        images.save_png(out / "factor_response.png", plots.factor_response_plot(codes, latent_order=order))
+        plots.save_figure(plots.factor_response_plot(codes, latent_order=order), out / "factor_response.png")
     if model.can_decode and hasattr(dataset, "object_masks"):
         images_, masks = object_frames(dataset, seed)
         images_, masks = frames_to_tensor(images_, device), torch.from_numpy(masks)

@@ -1,47 +1,22 @@
-"""The see stage's plots: measured on their pixels, not on how they were drawn.
-
-Bars are found as runs of image columns holding saturated (coloured) pixels: text, grid and axes
-are grey, bars are not. Response lines are found as the connected pixels of a latent's colour.
-"""
+"""The see stage's plots and the labelled image grids: read back from matplotlib's objects (bars,
+lines, titles), not from pixels; and the files save_figure writes."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+import torch
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 
+from darla.artifacts import read_json
+from darla.images import label_rows
+from darla.vision_report import diagnose
+from vision_models import BetaVAE
+from vision_models.diagnostics import reconstruction_grid
 from vision_models.metrics.codes import FactorCodes
-from vision_models.plots import PALETTE, _mean_responses, _most_responsive, bar_plot, factor_response_plot
-
-
-def saturated(image: np.ndarray) -> np.ndarray:
-    """Pixels whose channels differ a lot: coloured, not black, grey or white."""
-    return (image.max(axis=2).astype(int) - image.min(axis=2)) > 60
-
-
-def bars(image: np.ndarray) -> list[tuple[int, int]]:
-    """(top row, bottom row) of each bar, left to right, measured in the middle column of each run."""
-    mask = saturated(image)
-    columns = mask.any(axis=0)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], columns.astype(int), [0]])))
-    extents = []
-    for start, stop in zip(edges[::2], edges[1::2]):
-        rows = np.flatnonzero(mask[:, (start + stop) // 2])
-        extents.append((int(rows.min()), int(rows.max())))
-    return extents
-
-
-def line_ends(image: np.ndarray, colour: tuple[int, int, int]) -> list[tuple[float, float]]:
-    """(y at the left end, y at the right end) of each line drawn in ``colour``, top to bottom."""
-    mask = (np.abs(image.astype(int) - colour).max(axis=2) < 40).astype(np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    widths = stats[1:, cv2.CC_STAT_WIDTH]
-    lines = [i + 1 for i in np.flatnonzero(widths >= 0.6 * widths.max())]  # drop the latent's name above
-    ends = []
-    for label in sorted(lines, key=lambda i: stats[i, cv2.CC_STAT_TOP]):
-        ys, xs = np.nonzero(labels == label)
-        ends.append((ys[xs <= xs.min() + 2].mean(), ys[xs >= xs.max() - 2].mean()))
-    return ends
+from vision_models.plots import _mean_responses, _most_responsive, bar_plot, factor_response_plot, save_figure
 
 
 def grid_codes(sizes: tuple[int, ...], latents) -> FactorCodes:
@@ -51,62 +26,93 @@ def grid_codes(sizes: tuple[int, ...], latents) -> FactorCodes:
     return FactorCodes(tuple(f"f{k}" for k in range(len(sizes))), sizes, mean)
 
 
-def test_bar_plot_is_an_rgb_image_of_the_asked_size():
-    image = bar_plot([1.0, 2.0, 0.5], ["z0", "z1", "z2"], title="KL per latent", ylabel="KL", width=640, height=300)
-    assert image.shape == (300, 640, 3) and image.dtype == np.uint8
+def bar_heights(figure: Figure) -> np.ndarray:
+    (ax,) = figure.axes
+    return np.array([bar.get_height() for bar in ax.patches])
 
 
-def test_bar_heights_are_proportional_to_values():
-    values = np.array([1.0, 3.0, 2.0, 0.5])
-    extents = bars(bar_plot(values, title="t", ylabel="y"))
-    assert len(extents) == len(values)
-    heights = np.array([bottom - top + 1 for top, bottom in extents])
-    assert heights[1] > heights[2] > heights[0] > heights[3]
-    px_per_unit = heights[1] / values[1]
-    np.testing.assert_allclose(heights, values * px_per_unit, atol=2)
-    assert len({bottom for _, bottom in extents}) == 1  # one baseline
+def test_bar_plot_draws_one_bar_per_value_in_order_with_its_label():
+    figure = bar_plot([1.0, 3.0, 2.0, 0.5], ["z0", "z1", "z2", "z3"], title="KL per latent", ylabel="nats")
+    (ax,) = figure.axes
+    np.testing.assert_allclose(bar_heights(figure), [1.0, 3.0, 2.0, 0.5])
+    np.testing.assert_allclose([bar.get_x() + bar.get_width() / 2 for bar in ax.patches], range(4))
+    assert [bar.get_y() for bar in ax.patches] == [0.0] * 4  # one baseline, at zero
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["z0", "z1", "z2", "z3"]
+    assert ax.get_title() == "KL per latent" and ax.get_ylabel() == "nats"
+    assert [t.get_text() for t in ax.texts] == ["1", "3", "2", "0.5"]  # the values on the bars
 
 
-def test_negative_bars_hang_below_the_zero_line():
-    (neg_top, neg_bottom), (pos_top, pos_bottom) = bars(bar_plot([-1.0, 2.0]))
-    assert 0 <= neg_top - pos_bottom <= 2  # they meet at zero, where the 1-px zero line crosses them
-    np.testing.assert_allclose(neg_bottom - neg_top, (pos_bottom - pos_top) / 2, atol=2)
+def test_negative_bars_hang_below_zero_and_labels_default_to_indices():
+    figure = bar_plot([-1.0, 2.0])
+    (ax,) = figure.axes
+    np.testing.assert_allclose(bar_heights(figure), [-1.0, 2.0])
+    low, high = ax.get_ylim()
+    assert low < -1.0 and high > 2.0
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
 
 
 def test_many_bars_each_get_drawn_in_order():
-    values = np.arange(1, 33, dtype=float)
-    image = bar_plot(values, [f"z{i}" for i in range(32)], title="KL", ylabel="nats")
-    assert image.shape == (360, 800, 3)
-    heights = [bottom - top for top, bottom in bars(image)]
-    assert len(heights) == 32 and np.all(np.diff(heights) > 0)
+    figure = bar_plot(np.arange(1, 33, dtype=float), [f"z{i}" for i in range(32)], title="KL", ylabel="nats")
+    np.testing.assert_allclose(bar_heights(figure), np.arange(1, 33))
+    assert figure.get_figwidth() > bar_plot([1.0, 2.0]).get_figwidth()  # wider, not squeezed
 
 
-def test_factor_response_lines_rise_fall_and_stay_flat_where_they_should():
+@pytest.mark.parametrize(
+    "values, labels, name",
+    [
+        ([], None, "values"),
+        ([[1.0, 2.0]], None, "values"),
+        ([1.0, np.nan], None, "values"),
+        ([1.0, np.inf], None, "values must be finite"),
+        ([1.0, 2.0], ["a"], "labels"),
+    ],
+)
+def test_bar_plot_rejects_bad_input(values, labels, name):
+    with pytest.raises(ValueError, match=name):
+        bar_plot(values, labels)
+
+
+def test_factor_response_panels_show_each_latents_mean_code_per_class_on_one_scale():
     sizes = (4, 5)
     codes = grid_codes(
         sizes,
         [
             lambda f: f[:, 0],  # z0 follows factor 0
             lambda f: np.full(len(f), 0.5),  # z1 ignores everything
-            lambda f: 3 - 0.75 * f[:, 1],
+            lambda f: 3 - 0.75 * f[:, 1],  # z2 falls with factor 1
         ],
-    )  # z2 falls with factor 1
-    image = factor_response_plot(codes, latent_order=[0, 1, 2])
-    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
-    (z0_f0, z0_f1), (z1_f0, z1_f1), (z2_f0, z2_f1) = (line_ends(image, PALETTE[c]) for c in range(3))
-    assert z0_f0[0] - z0_f0[1] > 30  # image y grows downwards: a rising line ends higher up
-    assert z2_f1[1] - z2_f1[0] > 30
-    for flat in (z0_f1, z1_f0, z1_f1, z2_f0):
-        assert abs(flat[0] - flat[1]) <= 2
-    # One shared scale: z1 = 0.5 sits between z0's ends at classes 0 and 1.
-    assert z0_f0[0] > z1_f0[0] > z0_f0[0] - (z0_f0[0] - z0_f0[1]) / 3
+    )
+    figure = factor_response_plot(codes, latent_order=[0, 1, 2])
+    panels = np.array(figure.axes).reshape(2, 3)  # rows: factors, columns: latents
+    expected = {
+        (0, 0): [0, 1, 2, 3],
+        (0, 1): [0.5] * 4,
+        (0, 2): [1.5] * 4,  # f1's mean class is 2: 3 - 0.75 * 2
+        (1, 0): [1.5] * 5,
+        (1, 1): [0.5] * 5,
+        (1, 2): [3, 2.25, 1.5, 0.75, 0],
+    }
+    for (row, column), ys in expected.items():
+        (line,) = panels[row, column].lines
+        np.testing.assert_allclose(line.get_xdata(), range(sizes[row]))
+        np.testing.assert_allclose(line.get_ydata(), ys, atol=1e-6)
+        assert to_rgba(line.get_color()) == to_rgba(f"C{column}")  # one colour per latent column
+    assert [ax.get_title() for ax in panels[0]] == ["z0", "z1", "z2"]
+    assert [ax.get_ylabel() for ax in panels[:, 0]] == ["f0", "f1"]
+    assert len({ax.get_ylim() for ax in figure.axes}) == 1  # one shared value scale
+    low, high = panels[0, 0].get_ylim()
+    assert low <= 0 and high >= 3
 
 
-def test_factor_response_plot_grows_with_the_latents_shown():
+def test_factor_response_plot_shows_the_asked_or_most_responsive_latents():
     codes = grid_codes((3, 2), [lambda f, k=k: f[:, 0] * k for k in range(6)])
-    narrow, wide = factor_response_plot(codes, max_latents=2), factor_response_plot(codes, max_latents=6)
-    assert narrow.shape[0] == wide.shape[0] and narrow.shape[1] < wide.shape[1]
-    assert factor_response_plot(codes, latent_order=[5, 0, 1], max_latents=2).shape == narrow.shape
+
+    def titles(figure: Figure) -> list[str]:
+        return [ax.get_title() for ax in figure.axes if ax.get_title()]
+
+    assert titles(factor_response_plot(codes, max_latents=2)) == ["z5", "z4"]
+    assert titles(factor_response_plot(codes, latent_order=[1, 0, 3], max_latents=2)) == ["z1", "z0"]
+    assert len(factor_response_plot(codes, max_latents=6).axes) == 2 * 6
 
 
 def test_mean_responses_average_over_the_other_factors():
@@ -127,20 +133,6 @@ def test_default_latents_are_the_most_responsive_first():
     assert _most_responsive(curves, 3) == sorted(range(7), key=lambda d: -spread[d])[:3]
 
 
-@pytest.mark.parametrize(
-    "values, labels, name",
-    [
-        ([], None, "values"),
-        ([[1.0, 2.0]], None, "values"),
-        ([1.0, np.nan], None, "values"),
-        ([1.0, 2.0], ["a"], "labels"),
-    ],
-)
-def test_bar_plot_rejects_bad_input(values, labels, name):
-    with pytest.raises(ValueError, match=name):
-        bar_plot(values, labels)
-
-
 def test_factor_response_plot_rejects_bad_input():
     codes = grid_codes((3, 2), [lambda f: f[:, 0], lambda f: f[:, 1]])
     for order in ([2], [0, 0], []):
@@ -155,3 +147,89 @@ def test_factor_response_plot_rejects_bad_input():
     codes.factor_names = ("only_one",)
     with pytest.raises(ValueError, match="factor_names"):
         factor_response_plot(codes)
+
+
+@pytest.mark.parametrize("vector", ["pdf", "svg"])
+def test_save_figure_writes_a_png_and_a_vector_file_beside_it(tmp_path, vector):
+    written = save_figure(bar_plot([1.0, 2.0], title="KL"), tmp_path / "kl_per_dim.png", vector=vector)
+    assert written == [tmp_path / "kl_per_dim.png", tmp_path / f"kl_per_dim.{vector}"]
+    png = cv2.imread(str(written[0]))
+    assert png is not None and png.shape[0] > 100 and png.shape[1] > 100
+    head = written[1].read_bytes()[:200]
+    assert head.startswith(b"%PDF") if vector == "pdf" else b"<svg" in written[1].read_bytes()[:2000]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)  # no temporary left
+    with pytest.raises(ValueError, match="vector"):
+        save_figure(bar_plot([1.0]), tmp_path / "x.png", vector="eps")
+
+
+# The image grids' row labels (darla/images.py, vision_models/diagnostics.py)
+
+
+def test_label_rows_adds_a_margin_with_a_label_beside_every_row():
+    grid = np.full((3 * 66 + 2, 4 * 66 + 2, 3), 128, np.uint8)
+    labelled = label_rows(grid, ["hat_can\ninput", "decoder", "decoder through\nthe DAE"])
+    margin = labelled.shape[1] - grid.shape[1]
+    assert labelled.shape[0] == grid.shape[0] and 60 < margin < 200
+    np.testing.assert_array_equal(labelled[:, margin:], grid)
+    strip = labelled[:, :margin]
+    for row in range(3):
+        band = strip[row * 66 : (row + 1) * 66]
+        assert (band < 128).sum() > 30, f"row {row}'s label is missing"
+    # Two-line labels take two lines: ink in both halves of the band.
+    first = (strip[:66] < 128).any(axis=(1, 2))
+    assert first[:33].any() and first[33:].any()
+    # A longer label makes a wider margin.
+    assert label_rows(grid, ["a", "b", "c"]).shape[1] < labelled.shape[1]
+
+
+class _Decoder(torch.nn.Module):
+    """Reconstructs as 1 - x (so the rows differ); a DAE, when given, halves what it sees."""
+
+    def __init__(self, dae: bool):
+        super().__init__()
+        self.dae = _Half() if dae else None
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return 1 - x
+
+
+class _Half(torch.nn.Module):
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return x / 2
+
+
+@pytest.mark.parametrize("dae", [False, True])
+def test_reconstruction_grid_names_its_rows(dae):
+    images = torch.rand(5, 3, 16, 16)
+    grid, labels = reconstruction_grid(_Decoder(dae), images)
+    expected = ["input", "decoder"] + (["decoder through\nthe DAE"] if dae else [])
+    assert labels == expected
+    assert grid.shape == (len(expected) * 18 + 2, 5 * 18 + 2, 3)
+    labelled = label_rows(grid, labels)
+    margin = labelled.shape[1] - grid.shape[1]
+    for row in range(len(labels)):
+        assert (labelled[row * 18 : (row + 1) * 18 + 2, :margin] < 128).any(), f"row {row} has no label"
+
+
+def test_diagnose_writes_each_figure_as_png_and_pdf_and_labels_its_grids(tmp_path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    groups = {name: rng.integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8) for name in ("hat_can", "cake")}
+    model = BetaVAE(latent_dim=4)
+    diagnose(model, tmp_path, groups, None, None, torch.device("cpu"), 0)
+    assert (tmp_path / "kl_per_dim.pdf").read_bytes().startswith(b"%PDF")
+    assert len(read_json(tmp_path / "latents.json")["kl_per_dim"]) == 4
+    assert cv2.imread(str(tmp_path / "kl_per_dim.png")) is not None
+    grid = cv2.imread(str(tmp_path / "reconstructions.png"))
+    rows = 2 * 2  # two domains, input and decoder rows each
+    assert grid.shape[0] == rows * 66 + 2 * 2  # each band a tiled grid of 8 images of 64 px
+    margin = grid.shape[1] - (8 * 66 + 2)
+    assert margin > 40
+    for row in range(rows):
+        band = grid[row * grid.shape[0] // rows : (row + 1) * grid.shape[0] // rows, :margin]
+        assert (band < 128).sum() > 30, f"reconstruction row {row} has no label"
+    traversals = cv2.imread(str(tmp_path / "traversals.png"))
+    margin = traversals.shape[1] - (9 * 66 + 2)
+    assert margin > 20 and traversals.shape[0] == 4 * 66 + 2
+    for row in range(4):
+        assert (traversals[row * 66 : (row + 1) * 66, :margin] < 128).sum() > 30, f"traversal row {row} unlabelled"

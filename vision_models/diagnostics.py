@@ -1,6 +1,6 @@
 """Pictures of what a vision model learned, as uint8 RGB arrays (H, W, 3) ready to save.
 
-- reconstruction_grid: inputs above their reconstructions.
+- reconstruction_grid: inputs above their reconstructions (with the rows' labels).
 - traversal_grid: one row per latent (most informative first, by KL to the prior), each row
   decoding the code of a seed image with that one latent swept over a range.
 - object_reconstruction / object_error_grid: reconstruction error inside the task objects' pixels
@@ -42,13 +42,16 @@ def _through_dae(model, pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruction_grid(model, images: torch.Tensor) -> np.ndarray:
-    """Rows: inputs, reconstructions and, for models with a DAE, those as the DAE sees them."""
+def reconstruction_grid(model, images: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+    """Rows: inputs, reconstructions and, for models with a DAE, those as the DAE sees them.
+
+    Returns the grid and its row labels ("input", "decoder", "decoder through\nthe DAE")."""
     model.eval()
-    rows = [images, model.reconstruct(images)]
+    rows, labels = [images, model.reconstruct(images)], ["input", "decoder"]
     if getattr(model, "dae", None) is not None:
         rows.append(_through_dae(model, rows[1]))
-    return _tile([_to_uint8(r) for r in rows])
+        labels.append("decoder through\nthe DAE")
+    return _tile([_to_uint8(r) for r in rows]), labels
 
 
 @torch.no_grad()
@@ -76,6 +79,8 @@ def traversal_frames(
 
 
 def traversal_grid(model, images: torch.Tensor, **kwargs) -> tuple[np.ndarray, list[int]]:
+    """The traversals of :func:`traversal_frames` tiled, one row per latent; returns the grid and the
+    latents in row order."""
     rows, order = traversal_frames(model, images, **kwargs)
     return _tile(rows), order
 
