@@ -75,12 +75,23 @@ def domains(cfg: DictConfig, role: str) -> list[Domain]:
         list(cfg.env[role]),
         role,
         plain(cfg.env.get("wrappers")),
+        shift_targets(cfg),
     )
     if cfg.env.id is not None and listed:
         check_domain(listed[0], list(cfg.env.observation_shape), cfg.agent.algorithm)
         if role != "vision" and cfg.vision_model.get("policy_input") == "state":
             check_state(listed[0])  # the oracle: here, not first in an env worker
     return listed
+
+
+def shift_targets(cfg: DictConfig) -> dict[str, str]:
+    """The appearance shifts domains may name (configs/shift/, selected in the defaults list): name -> class."""
+    targets = {}
+    for name, spec in (plain(cfg.get("shifts")) or {}).items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("_target_"), str):
+            raise UserError(f"shifts.{name}={spec!r} is not allowed: expected a mapping whose _target_ names its class")
+        targets[name] = spec["_target_"]
+    return targets
 
 
 def domain_settings(ds: list[Domain]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from darla.artifacts import atomic_write, find_parent, read_jsonl, read_manifest, write_jsonl
-from darla.config import plain, prepare, record_invocation, resolve_device
+from darla.config import plain, prepare, record_invocation, resolve_device, shift_targets
 from darla.errors import UserError, user_facing
 from darla.evaluation import run_episodes
 from darla.images import save_gif
@@ -145,6 +145,7 @@ def video_domains(cfg: DictConfig) -> list[tuple[str, Domain]]:
         list(names),
         "video",
         plain(env.get("wrappers")),
+        shift_targets(cfg),
     )
     roles = {**{n: "target" for n in env.get("targets") or []}, **{n: "source" for n in env.source}}
     return [(roles.get(d.name, "other"), d) for d in found]

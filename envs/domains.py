@@ -1,7 +1,8 @@
 """Domains: named environment settings, and environments built from them.
 
 A domain is data: a Gymnasium id, the keyword arguments that set its appearance and task, and
-optional appearance shifts (envs/shifts.py) wrapped around the env in order. In an env config's
+optional appearance shifts (envs/shifts.py) wrapped around the env in order, each by its name in
+configs/shift/ (``shifts``: name -> the class its ``_target_`` names). In an env config's
 table of domains, the reserved key ``wrappers`` holds the shifts and every other key is an env
 keyword; an env config's own ``wrappers`` apply to all its domains, before their own.
 An experiment lists which domains the vision stage collects from, which the policy trains on
@@ -20,25 +21,28 @@ import numpy as np
 from gymnasium.envs.registration import parse_env_id
 
 from envs import headless  # noqa: F401
-from envs.shifts import SHIFTS, apply_shifts
+from envs.shifts import apply_shifts
 
 WRAPPERS = "wrappers"  # the reserved key of a domain's table entry that holds its shifts
 
 
 @dataclass(frozen=True)
 class Domain:
-    """A named env setting: ``gym.make(env_id, **kwargs)`` wrapped in ``wrappers`` (shift name -> kwargs)."""
+    """A named env setting: ``gym.make(env_id, **kwargs)`` wrapped in ``wrappers`` (shift name -> kwargs),
+    each shift built from the class ``shifts`` names for it (``module.Class``)."""
 
     name: str
     env_id: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     wrappers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    shifts: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        unknown = [w for w in self.wrappers if w not in SHIFTS]
+        unknown = [w for w in self.wrappers if w not in self.shifts]
         if unknown:
             raise ValueError(
-                f"domain {self.name!r}: unknown shift {unknown[0]!r} under {WRAPPERS}; known shifts: {sorted(SHIFTS)}"
+                f"domain {self.name!r}: unknown shift {unknown[0]!r} under {WRAPPERS}; known shifts: "
+                f"{sorted(self.shifts)} (one YAML each in configs/shift/, selected with shift=[...])"
             )
 
     def make(self) -> gym.Env:
@@ -50,7 +54,7 @@ class Domain:
         except TypeError as err:
             raise ValueError(f"domain {self.name!r}: bad keyword for {self.env_id!r}: {err}") from err
         try:
-            return apply_shifts(env, self.wrappers)
+            return apply_shifts(env, self.wrappers, self.shifts)
         except ValueError as err:
             env.close()
             raise ValueError(f"domain {self.name!r} ({self.env_id}): {err}") from err
@@ -90,11 +94,13 @@ def domains_from_config(
     names: Sequence[str],
     role: str,
     common_wrappers: Mapping[str, Mapping[str, Any]] | None = None,
+    shifts: Mapping[str, str] | None = None,
 ) -> list[Domain]:
     """Look up ``names`` in the domain table.
 
     Each domain's kwargs are laid over ``common``; its ``wrappers`` follow ``common_wrappers``
-    (a shift both name takes the domain's arguments, in the common shift's place).
+    (a shift both name takes the domain's arguments, in the common shift's place). ``shifts`` maps
+    the shift names wrappers may use to their classes (configs/shift/).
     """
     missing = [n for n in names if n not in table]
     if missing:
@@ -103,7 +109,7 @@ def domains_from_config(
     for name in names:
         entry = dict(table[name] or {})
         wrappers = {**dict(common_wrappers or {}), **dict(entry.pop(WRAPPERS, None) or {})}
-        domains.append(Domain(name, env_id, {**dict(common), **entry}, wrappers))
+        domains.append(Domain(name, env_id, {**dict(common), **entry}, wrappers, dict(shifts or {})))
     return domains
 
 

@@ -4,7 +4,8 @@ Each shift wraps any environment whose observations are uint8 RGB frames (H, W, 
 graded ``intensity`` in [0, 1]: 0 returns every frame unchanged (the same array), 1 is the
 strongest shift, and values in between grade it, so transfer can be plotted against shift size.
 A domain names its shifts in YAML (``wrappers: {hue: {intensity: 0.5}}``, see envs/domains.py);
-``SHIFTS`` maps those names to the classes below.
+each name is one file of configs/shift/ whose ``_target_`` is one of the classes below (or a
+wrapper of your own: any ``gym.Wrapper`` whose constructor takes the env and keyword arguments).
 
 - ``tint``                 blend every pixel towards one colour (halfway at intensity 1)
 - ``hue``                  rotate colours about the grey axis of RGB space (180 degrees at 1)
@@ -20,6 +21,7 @@ every time.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Mapping, Sequence
 
 import cv2
@@ -193,22 +195,26 @@ def most_common_colour(frame: np.ndarray) -> tuple[int, int, int]:
     return key >> 16, (key >> 8) & 255, key & 255
 
 
-SHIFTS: dict[str, type[AppearanceShift]] = {
-    "tint": ColourTint,
-    "hue": HueRotation,
-    "channel_permutation": ChannelPermutation,
-    "brightness_contrast": BrightnessContrast,
-    "background_noise": BackgroundNoise,
-}
+def shift_class(target: str) -> type[gym.Wrapper]:
+    """The wrapper class a shift's ``_target_`` (``module.Class``) names."""
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"shift _target_ {target!r} names no class ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, gym.Wrapper)):
+        raise ValueError(f"shift _target_ {target!r} is not a gymnasium Wrapper class")
+    return cls
 
 
-def apply_shifts(env: gym.Env, specs: Mapping[str, Mapping[str, Any]]) -> gym.Env:
-    """Wrap ``env`` in the shifts ``specs`` names (name -> keyword arguments), in order."""
+def apply_shifts(env: gym.Env, specs: Mapping[str, Mapping[str, Any]], targets: Mapping[str, str]) -> gym.Env:
+    """Wrap ``env`` in the shifts ``specs`` names (name -> keyword arguments), in order; ``targets``
+    maps each shift name to its class (``module.Class``, configs/shift/<name>.yaml's ``_target_``)."""
     for name, kwargs in specs.items():
-        if name not in SHIFTS:
-            raise ValueError(f"unknown shift {name!r}; known shifts: {sorted(SHIFTS)}")
+        if name not in targets:
+            raise ValueError(f"unknown shift {name!r}; known shifts: {sorted(targets)} (configs/shift/)")
         try:
-            env = SHIFTS[name](env, **dict(kwargs or {}))
+            env = shift_class(targets[name])(env, **dict(kwargs or {}))
         except TypeError as err:
             raise ValueError(f"shift {name!r}: bad arguments {dict(kwargs or {})}: {err}") from None
     return env

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 torch.set_num_threads(1)  # the suite shares 2 cores with subprocess workers and other runs
 
@@ -36,6 +37,12 @@ def square_images(n: int = 8, seed: int = 0, shape=(3, 64, 64)) -> torch.Tensor:
         top, left = torch.randint(0, 40, (2,), generator=g).tolist()
         x[i, :, top : top + 20, left : left + 20] = torch.rand(shape[0], 1, 1, generator=g)
     return x
+
+
+# The shipped appearance shifts (configs/shift/): name -> the class its _target_ names.
+SHIFTS = {
+    p.stem: yaml.safe_load(p.read_text())["_target_"] for p in sorted((REPO / "configs" / "shift").glob("*.yaml"))
+}
 
 
 # A sweep job below experiment=quick: one env in process, one vision, one source and one target domain.

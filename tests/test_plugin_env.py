@@ -24,11 +24,11 @@ import pytest
 import yaml
 from gymnasium import spaces
 
-from conftest import check_ok, compose_cfg, output
-from darla.config import domain_settings, domains
+from conftest import SHIFTS, check_ok, compose_cfg, output
+from darla.config import domain_settings, domains, shift_targets
 from envs.checks import check_domain
 from envs.domains import Domain, domains_from_config
-from envs.shifts import SHIFTS, apply_shifts
+from envs.shifts import apply_shifts
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Your own environment"
@@ -76,7 +76,7 @@ if FRAME_ENV_ID not in gym.registry:
 
 
 def shifted(name: str, frame: np.ndarray | None = None, seed: int = 0, **kwargs) -> np.ndarray:
-    env = apply_shifts(FrameEnv(frame), {name: kwargs})
+    env = apply_shifts(FrameEnv(frame), {name: kwargs}, SHIFTS)
     return env.reset(seed=seed)[0]
 
 
@@ -92,7 +92,7 @@ ARGUMENTS = {
 @pytest.mark.parametrize("name", sorted(SHIFTS))
 def test_intensity_zero_is_the_identity_and_the_shift_grows_with_intensity(name):
     frame = synthetic_frame()
-    env = apply_shifts(FrameEnv(frame), {name: {"intensity": 0.0, **ARGUMENTS[name]}})
+    env = apply_shifts(FrameEnv(frame), {name: {"intensity": 0.0, **ARGUMENTS[name]}}, SHIFTS)
     assert env.observation(frame) is frame
     distances = [
         np.abs(shifted(name, frame, intensity=t, **ARGUMENTS[name]).astype(int) - frame).mean()
@@ -126,7 +126,7 @@ def test_shifts_give_the_expected_pixel_values():
 def test_background_noise_touches_only_the_background_and_replays_with_the_seed():
     frame = synthetic_frame()
     background = np.all(frame == BACKGROUND, axis=2)
-    env = apply_shifts(FrameEnv(frame), {"background_noise": {"intensity": 0.5, "max_amplitude": 64}})
+    env = apply_shifts(FrameEnv(frame), {"background_noise": {"intensity": 0.5, "max_amplitude": 64}}, SHIFTS)
     first = [env.reset(seed=7)[0]] + [env.step(0)[0] for _ in range(2)]
     again = [env.reset(seed=7)[0]] + [env.step(0)[0] for _ in range(2)]
     other = env.reset(seed=8)[0]
@@ -138,7 +138,7 @@ def test_background_noise_touches_only_the_background_and_replays_with_the_seed(
     change = obs[background].astype(int) - frame[background]
     assert np.abs(change).max() <= 32 and (change != 0).mean() > 0.9  # noise up to +-0.5 * 64
     # An explicit background colour: noise on the red square only.
-    red = apply_shifts(FrameEnv(frame), {"background_noise": {"intensity": 1.0, "background_rgb": [255, 0, 0]}})
+    red = apply_shifts(FrameEnv(frame), {"background_noise": {"intensity": 1.0, "background_rgb": [255, 0, 0]}}, SHIFTS)
     obs = red.reset(seed=0)[0]
     square = np.all(frame == (255, 0, 0), axis=2)
     np.testing.assert_array_equal(obs[~square], frame[~square])
@@ -153,36 +153,67 @@ def test_unknown_shifts_and_bad_arguments_are_refused_by_name():
         r"'channel_permutation', 'hue', 'tint'\]",
     ):
         domains_from_config(
-            "CartPole-v1", {}, {"hue_half": {"wrappers": {"hues": {"intensity": 0.5}}}}, ["hue_half"], "targets"
+            "CartPole-v1",
+            {},
+            {"hue_half": {"wrappers": {"hues": {"intensity": 0.5}}}},
+            ["hue_half"],
+            "targets",
+            None,
+            SHIFTS,
         )
     with pytest.raises(ValueError, match=r"unknown shift 'blur'; known shifts: \["):
-        apply_shifts(FrameEnv(), {"blur": {"intensity": 1.0}})
+        apply_shifts(FrameEnv(), {"blur": {"intensity": 1.0}}, SHIFTS)
     with pytest.raises(ValueError, match=r"HueRotation: intensity must lie in \[0, 1\], got 1.5"):
-        apply_shifts(FrameEnv(), {"hue": {"intensity": 1.5}})
+        apply_shifts(FrameEnv(), {"hue": {"intensity": 1.5}}, SHIFTS)
     with pytest.raises(ValueError, match=r"shift 'tint': bad arguments \{'intensity': 0.5, 'colour'"):
-        apply_shifts(FrameEnv(), {"tint": {"intensity": 0.5, "colour": [1, 2, 3]}})
+        apply_shifts(FrameEnv(), {"tint": {"intensity": 0.5, "colour": [1, 2, 3]}}, SHIFTS)
     with pytest.raises(ValueError, match=r"permutation must reorder the letters 'rgb'"):
-        apply_shifts(FrameEnv(), {"channel_permutation": {"intensity": 1.0, "permutation": "rgx"}})
+        apply_shifts(FrameEnv(), {"channel_permutation": {"intensity": 1.0, "permutation": "rgx"}}, SHIFTS)
     vector = FrameEnv(np.zeros(4, np.uint8), observation_space=spaces.Box(0, 255, (4,), np.uint8))
     with pytest.raises(ValueError, match=r"ColourTint shifts uint8 RGB frames \(H, W, 3\)"):
-        apply_shifts(vector, {"tint": {"intensity": 0.5}})
+        apply_shifts(vector, {"tint": {"intensity": 0.5}}, SHIFTS)
 
 
 def test_env_and_domain_wrappers_are_applied_in_order_and_belong_to_the_settings():
     table = {"plain": {}, "blue": {"size": 6, "wrappers": {"tint": {"intensity": 1.0, "rgb": [0, 0, 255]}}}}
     common = {"channel_permutation": {"intensity": 1.0, "permutation": "bgr"}}
-    plain, blue = domains_from_config("some/Env-v0", {"size": 5}, table, ["plain", "blue"], "targets", common)
+    plain, blue = domains_from_config("some/Env-v0", {"size": 5}, table, ["plain", "blue"], "targets", common, SHIFTS)
     assert plain.kwargs == {"size": 5} and list(plain.wrappers) == ["channel_permutation"]
     assert blue.kwargs == {"size": 6} and list(blue.wrappers) == ["channel_permutation", "tint"]
     # Domain.make applies them in order: red becomes blue, then is tinted halfway to blue
     # (the other order would give [128, 0, 128]).
     red = np.full((2, 2, 3), (255, 0, 0), np.uint8)
-    env = Domain("blue", FRAME_ENV_ID, {"frame": red}, blue.wrappers).make()
+    env = Domain("blue", FRAME_ENV_ID, {"frame": red}, blue.wrappers, SHIFTS).make()
     assert env.reset()[0][0, 0].tolist() == [0, 0, 255]
     settings = domain_settings([plain, blue])
     assert settings["blue"] == {"env_id": "some/Env-v0", "size": 6, "wrappers": {**common, **table["blue"]["wrappers"]}}
     # A domain without shifts keeps the settings it had before shifts existed (finished runs stay finished).
     assert domain_settings([Domain("x", "some/Env-v0", {"size": 5})]) == {"x": {"env_id": "some/Env-v0", "size": 5}}
+
+
+def test_a_shift_of_ones_own_is_one_class_and_one_yaml(tmp_path, monkeypatch):
+    """No table to edit: the YAML's _target_ names the class, and any gymnasium wrapper will do."""
+    (tmp_path / "my_shifts.py").write_text(
+        "import gymnasium as gym\n\n"
+        "class Invert(gym.ObservationWrapper):\n"
+        "    def __init__(self, env, strength=1.0):\n"
+        "        super().__init__(env)\n"
+        "        self.strength = strength\n\n"
+        "    def observation(self, frame):\n"
+        "        return (255 - frame) if self.strength else frame\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose_cfg("see", ["+shifts.invert={_target_: my_shifts.Invert}"])
+    targets = shift_targets(cfg)
+    assert targets["invert"] == "my_shifts.Invert" and set(SHIFTS) < set(targets)
+    table = {"inverted": {"wrappers": {"invert": {"strength": 1.0}, "tint": {"intensity": 0.0}}}}
+    [domain] = domains_from_config(FRAME_ENV_ID, {}, table, ["inverted"], "targets", None, targets)
+    frame = synthetic_frame()
+    assert (domain.make().reset()[0] == 255 - frame).all()
+    with pytest.raises(ValueError, match=r"shift _target_ 'my_shifts.Nope' names no class"):
+        Domain("x", FRAME_ENV_ID, {}, {"nope": {}}, {"nope": "my_shifts.Nope"}).make()
+    with pytest.raises(ValueError, match=r"shift _target_ 'numpy.zeros' is not a gymnasium Wrapper class"):
+        Domain("x", FRAME_ENV_ID, {}, {"zeros": {}}, {"zeros": "numpy.zeros"}).make()
 
 
 # -- env checks ---------------------------------------------------------------------------------
