@@ -1,94 +1,85 @@
 """compare: which vision makes a policy survive the shift? see → act → transfer for every vision
 model × seed, then one leaderboard over all of them.
 
-The jobs are one Hydra multirun of ``all`` (``python -m darla.stage all -m vision_model=a,b
-seed=0,1 ...``), so any Hydra launcher runs them: one after another here by default, or in
-parallel with ``hydra/launcher=local_pool`` (joblib, this machine), ``local`` (submitit),
-``slurm`` or ``ray_cluster`` (configs/hydra/launcher/), given to compare as to any stage.
+compare is an ordinary Hydra multirun of the ``all`` pipeline: configs/compare.yaml sets
+``hydra.mode: MULTIRUN`` and sweeps ``seed`` over ``compare.seeds`` and ``vision_model`` over
+``compare.vision_models`` (seeds outermost, so an unfinished comparison holds every model at the
+first seeds). Any Hydra launcher runs the jobs: one after another by default, or in parallel with
+``hydra/launcher=local_pool`` (joblib), ``local`` (submitit), ``slurm`` or ``ray_cluster``.
 Job ``(model, seed)`` writes to ``<runs_dir>/<compare.name>/<model>/seed<seed>/{see,act,transfer}``.
-A finished stage is never run again and an unfinished one resumes, so re-running an interrupted comparison continues it.
-Then darla/leaderboard.py gathers every finished run under ``<runs_dir>/<compare.name>/``.
+A finished stage is never run again and an unfinished one resumes, so re-running an interrupted
+comparison continues it. When the sweep ends, the Hydra callback :class:`Leaderboard` gathers
+every finished run under ``<runs_dir>/<compare.name>/`` (darla/leaderboard.py).
 
-Every other override given to compare (env=..., experiment=..., act.total_timesteps=...,
-hydra/launcher=..., hydra.launcher.n_jobs=...) is passed on to the sweep of jobs.
+A job that fails is logged and left out, so the others still run and the leaderboard holds what
+finished; the command then exits with an error naming the missing runs.
 """
 
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
-from datetime import datetime
+import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
-from darla.config import prepare
-from darla.errors import user_facing
+from darla import pipeline
+from darla.artifacts import MANIFEST
+from darla.errors import USER_ERRORS
 from darla.leaderboard import build_leaderboard
 
 log = logging.getLogger("compare")  # Hydra prints it as [compare] (configs/hydra/default.yaml)
 
 
-def job_command(cfg: DictConfig, forwarded: list[str]) -> list[str]:
-    """The multirun of ``all`` that runs every (vision model, seed) job of the comparison."""
-    compare = cfg.compare
-    models, seeds = list(compare.vision_models), [int(s) for s in compare.seeds]
-    if not models or not seeds:
-        raise ValueError(f"compare.vision_models ({models}) and compare.seeds ({seeds}) must both be non-empty lists")
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    # Seeds outermost: Hydra runs the product with the last list varying fastest, so an unfinished
-    # comparison holds every model at the first seeds rather than the first models at every seed.
-    command = [
-        sys.executable,
-        "-m",
-        "darla.stage",
-        "all",
-        "--multirun",
-        f"seed={','.join(map(str, seeds))}",
-        f"vision_model={','.join(models)}",
-        f"name={compare.name}/${{vision_model.name}}/seed${{seed}}",
-        f"runs_dir={cfg.runs_dir}",
-        f"hydra.sweep.dir={Path(cfg.runs_dir) / compare.name / '.multirun' / stamp}",
-    ]
-    return command + forwarded
+def sweep_values(values: list) -> str:
+    """``a,b,c`` from a list, for hydra.sweeper.params (compare.yaml): the sweep is read off compare's keys."""
+    if not values:
+        raise ValueError("compare.vision_models and compare.seeds must each name at least one value")
+    return ",".join(str(v) for v in values)
 
 
-def run(cfg: DictConfig, forwarded: list[str]) -> Path:
+OmegaConf.register_new_resolver("sweep_values", sweep_values, replace=True)
+
+
+def jobs(cfg: DictConfig) -> list[tuple[str, int, Path]]:
+    """Every (vision model, seed) of the comparison and its run directory."""
+    models, seeds = list(cfg.compare.vision_models), [int(s) for s in cfg.compare.seeds]
     root = Path(cfg.runs_dir) / cfg.compare.name
-    command = job_command(cfg, forwarded)
-    log.info("python " + " ".join(command[1:]))
-    jobs = subprocess.run(command)
-    if not any(root.glob("**/transfer/manifest.json")):
-        raise SystemExit(f"[compare] no job finished (the sweep exited with {jobs.returncode}); see its output above")
-    rows = build_leaderboard(root, order=list(cfg.compare.vision_models))
-    log.info(f"leaderboard of {sum(r['seeds'] for r in rows)} runs: {root / 'leaderboard.md'}")
-    log.info((root / "leaderboard.md").read_text())
-    if jobs.returncode != 0:
-        raise SystemExit(
-            f"[compare] some jobs failed (the sweep exited with {jobs.returncode}); the leaderboard holds "
-            f"the finished runs. Run the same command again to retry the others."
-        )
-    return root
+    return [(model, seed, root / model / f"seed{seed}") for seed in seeds for model in models]
+
+
+class Leaderboard(Callback):
+    """At the end of compare's sweep: the leaderboard of every finished run, and an error naming the
+    jobs that did not finish."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        root = Path(config.runs_dir) / config.compare.name
+        missing = [
+            f"{model} seed {seed}" for model, seed, run in jobs(config) if not (run / "transfer" / MANIFEST).exists()
+        ]
+        if not any(root.glob("*/seed*/transfer/manifest.json")):
+            sys.exit(f"darla compare: error: no job finished ({', '.join(missing)}); see the jobs' output above")
+        rows = build_leaderboard(root, order=list(config.compare.vision_models))
+        log.info(f"leaderboard of {sum(r['seeds'] for r in rows)} runs: {root / 'leaderboard.md'}")
+        log.info((root / "leaderboard.md").read_text())
+        if missing:
+            sys.exit(
+                f"darla compare: error: {len(missing)} jobs did not finish ({', '.join(missing)}); the "
+                f"leaderboard holds the finished runs. Run the same command again to retry the others."
+            )
 
 
 @hydra.main(config_path="../configs", config_name="compare", version_base="1.3")
-@user_facing("compare")
 def main(cfg: DictConfig) -> None:
-    prepare(cfg)
-    # compare's own keys stay here; everything else the user said goes to the jobs, and the
-    # launcher settings (Hydra's own overrides) to the sweep that runs them.
-    overrides = HydraConfig.get().overrides
-    forwarded = [
-        o
-        for o in overrides.task
-        if not o.lstrip("+~").startswith(("compare.", "runs_dir=", "name=", "seed=", "vision_model="))
-    ]
-    # Hydra's own: the launcher settings, and the search path where the user's configs (their env,
-    # their vision model) live; the plug-in modules come with the environment (PYTHONPATH).
-    forwarded += [
-        o for o in overrides.hydra if o.startswith(("hydra/launcher=", "hydra.launcher.", "hydra.searchpath="))
-    ]
-    run(cfg, forwarded)
+    """One job of the sweep: ``all`` for one (vision model, seed). A failure is logged, not raised,
+    so that the sweep goes on and the callback still makes the leaderboard."""
+    try:
+        pipeline.run(cfg)
+    except USER_ERRORS as err:
+        log.error(f"{cfg.name}: {err}")
+    except Exception:
+        log.error(f"{cfg.name} failed:\n{traceback.format_exc()}")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import check_ok, output, reseal, run_cli, snapshot
+from conftest import TINY_SWEEP, check_ok, output, reseal, run_cli, snapshot
 from darla.artifacts import read_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
 from darla.leaderboard import build_leaderboard
@@ -119,6 +119,22 @@ def test_an_interrupted_comparison_reruns_nothing_and_the_leaderboard_is_rebuilt
     assert (tiny / "leaderboard.csv").read_text() == leaderboard  # same episodes (fixed seeds), same numbers
     check_ok(run_cli("leaderboard", str(tiny), cwd=root))
     assert (tiny / "leaderboard.csv").read_text() == leaderboard
+
+
+def test_a_failed_job_leaves_the_others_and_the_leaderboard_and_compare_names_it(tmp_path):
+    """Seed 1's directory holds a run made with other settings, so that job is refused; seed 0 runs,
+    the callback makes the leaderboard of it, and compare exits with an error naming seed 1."""
+    runs = tmp_path / "runs"
+    args = ("compare", f"runs_dir={runs}", "compare.name=fail", "compare.vision_models=[random_cnn]", *TINY_SWEEP)
+    check_ok(run_cli(*args, "compare.seeds=[1]", cwd=tmp_path, timeout=600))
+    proc = run_cli(*args, "compare.seeds=[0,1]", "see.frames=120", cwd=tmp_path, timeout=600)
+    text = output(proc)
+    assert proc.returncode != 0, text
+    assert "already holds a run with different settings" in text
+    assert "1 jobs did not finish (random_cnn seed 1)" in text and "Leaderboard: fail" in text
+    rows = (runs / "fail" / "runs.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows] == [["random_cnn", "0"], ["random_cnn", "1"]]
+    assert read_json(runs / "fail" / "random_cnn" / "seed0" / "see" / "config.json")["see"]["frames"] == 120
 
 
 def test_leaderboard_refuses_runs_on_different_domains_and_an_empty_directory(comparison, tmp_path):
