@@ -250,7 +250,7 @@ class DisBM(VisionModel):
                 )
             return images, factor
         if torch.is_tensor(batch):
-            return batch, None  # plain frames: no pairs to correspond, every group shared is meaningless
+            return batch, None  # plain frames: no known shared factor, so CD alone (no correspondence term)
         raise ValueError(f"DisBM expects a factor sweep (images, factor) or a tensor of images, got {type(batch)}")
 
     def loss(self, batch, step: int) -> tuple[Tensor, dict[str, float]]:
@@ -270,9 +270,6 @@ class DisBM(VisionModel):
             "correspondence": correspondence.item(),
             "total": total.item(),
         }
-
-    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(self.parameters(), lr=lr)}
 
     def training_step(self, batch, step: int, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         """CD-k / PCD on the energy surrogate plus the correspondence term; no update when a term is not finite."""
