@@ -24,7 +24,7 @@ MODELS = sorted(
     for p in (REPO / "configs" / "vision_model").glob("*.yaml")
     if yaml.safe_load(p.read_text()).get("model", "") is not None and p.stem != "darla_ft"
 )
-DETERMINISTIC = {"dae", "random_cnn"}  # no posterior variance: Chen's sampled MIG does not apply
+DETERMINISTIC = {"dae", "random_cnn", "disbm"}  # no posterior variance: Chen's sampled MIG does not apply
 ENCODER_ONLY = {"random_cnn"}
 
 
@@ -55,6 +55,7 @@ def test_the_zoo_is_every_model_the_issue_names():
         "dip_vae",
         "infogan",
         "dcign",
+        "disbm",
         "random_cnn",
     } <= set(MODELS)
 
@@ -67,7 +68,7 @@ def test_every_model_trains_through_see_and_is_diagnosed(model, tmp_path):
     manifest = read_json(see / "manifest.json")
     assert manifest["input_shape"] == [1, 64, 64] and manifest["env_name"] == "dsprites"
     assert not (see / "frames.npz").exists()  # dSprites is drawn batch by batch, never stored
-    if model == "dcign":
+    if model in ("dcign", "disbm"):
         assert manifest["vision_model"]["model"]["num_factors"] == 5  # taken from the dataset
 
     metrics = read_json(see / "metrics.json")
