@@ -12,7 +12,9 @@ comparison continues it. When the sweep ends, the Hydra callback :class:`Leaderb
 every finished run under ``<runs_dir>/<compare.name>/`` (darla/leaderboard.py).
 
 A job that fails is logged and left out, so the others still run and the leaderboard holds what
-finished; the command then exits with an error naming the missing runs.
+finished; the command then exits with an error naming the failed jobs. Jobs may run in other
+processes or on other nodes, so a failure is recorded as a file, ``<compare dir>/.failed/<model>_seed<k>``
+(its error), which the job removes when it next succeeds.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from darla import pipeline
-from darla.artifacts import MANIFEST
+from darla.artifacts import MANIFEST, atomic_write
 from darla.errors import USER_ERRORS
 from darla.leaderboard import build_leaderboard
 
@@ -45,11 +47,20 @@ def sweep_values(values: list) -> str:
 OmegaConf.register_new_resolver("sweep_values", sweep_values, replace=True)
 
 
-def jobs(cfg: DictConfig) -> list[tuple[str, int, Path]]:
-    """Every (vision model, seed) of the comparison and its run directory."""
-    models, seeds = list(cfg.compare.vision_models), [int(s) for s in cfg.compare.seeds]
+def failure_record(cfg: DictConfig, model: str, seed: int) -> Path:
+    return Path(cfg.runs_dir) / cfg.compare.name / ".failed" / f"{model}_seed{seed}"
+
+
+def unfinished(cfg: DictConfig) -> list[str]:
+    """The jobs of the comparison that failed this time or have no finished transfer."""
     root = Path(cfg.runs_dir) / cfg.compare.name
-    return [(model, seed, root / model / f"seed{seed}") for seed in seeds for model in models]
+    return [
+        f"{model} seed {seed}"
+        for seed in cfg.compare.seeds
+        for model in cfg.compare.vision_models
+        if failure_record(cfg, model, seed).exists()
+        or not (root / model / f"seed{seed}" / "transfer" / MANIFEST).exists()
+    ]
 
 
 class Leaderboard(Callback):
@@ -58,9 +69,7 @@ class Leaderboard(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.runs_dir) / config.compare.name
-        missing = [
-            f"{model} seed {seed}" for model, seed, run in jobs(config) if not (run / "transfer" / MANIFEST).exists()
-        ]
+        missing = unfinished(config)
         if not any(root.glob("*/seed*/transfer/manifest.json")):
             sys.exit(f"darla compare: error: no job finished ({', '.join(missing)}); see the jobs' output above")
         rows = build_leaderboard(root, order=list(config.compare.vision_models))
@@ -77,9 +86,15 @@ class Leaderboard(Callback):
 def main(cfg: DictConfig) -> None:
     """One job of the sweep: ``all`` for one (vision model, seed). A failure is logged, not raised,
     so that the sweep goes on and the callback still makes the leaderboard."""
+    record = failure_record(cfg, cfg.vision_model.name, int(cfg.seed))
     try:
         pipeline.run(cfg)
     except USER_ERRORS as err:
-        log.error(f"{cfg.name}: {err}")
+        error = f"{cfg.name}: {err}"
     except Exception:
-        log.error(f"{cfg.name} failed:\n{traceback.format_exc()}")
+        error = f"{cfg.name} failed:\n{traceback.format_exc()}"
+    else:
+        record.unlink(missing_ok=True)
+        return
+    log.error(error)
+    atomic_write(record, lambda tmp: tmp.write_text(error + "\n"))
