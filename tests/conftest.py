@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -61,6 +62,20 @@ TINY_SWEEP = (
     "env.targets=[heldout_pairing]",
     "env.target_groups={heldout:[heldout_pairing]}",
 )
+
+
+def free_port_base(count: int, start: int) -> int:
+    """The first port from ``start`` on such that ``count`` consecutive ports are free on localhost
+    (for the daemons of the cluster tests; another run of the suite may hold the default ones)."""
+    for base in range(start, start + 2000, count):
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports from {start}")
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -14,11 +14,10 @@ import subprocess
 
 import pytest
 
-from conftest import TINY_SWEEP, check_ok, output, run_cli, snapshot
+from conftest import TINY_SWEEP, check_ok, free_port_base, output, run_cli, snapshot
 from darla.artifacts import read_json
 
 pytestmark = pytest.mark.slow
-PORT = int(os.environ.get("DARLA_RAY_PORT", "26379"))
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +31,12 @@ def ray_head() -> str:
         pytest.skip(f"the ray extra is not installed: {error}")
     ray = shutil.which("ray")
     assert ray, "hydra-ray-launcher is installed but the ray command is not on PATH"
-    start = [ray, "start", "--head", f"--port={PORT}", "--node-ip-address=127.0.0.1", "--num-cpus=2"]
+    port = free_port_base(1, 26379)  # above Ray's worker ports (10002-19999)
+    start = [ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2"]
     start += ["--include-dashboard=false", "--disable-usage-stats"]
     started = subprocess.run(start, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, output(started)
-    yield f"127.0.0.1:{PORT}"
+    yield f"127.0.0.1:{port}"
     subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
 
 

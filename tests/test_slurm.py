@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SWEEP, check_ok, output, run_cli
+from conftest import TINY_SWEEP, check_ok, free_port_base, output, run_cli
 from darla.artifacts import read_json
 
 SCRIPT = Path(__file__).parent / "cluster" / "slurm.sh"
@@ -45,7 +45,13 @@ def slurm(tmp_path_factory) -> dict[str, str]:
     state = tmp_path_factory.mktemp("slurm")
     log = state.parent / "slurm-start.log"
     with open(log, "w") as out:
-        started = subprocess.run(["bash", str(SCRIPT), "start", str(state)], stdout=out, stderr=subprocess.STDOUT)
+        ports = {"DARLA_SLURM_PORT": str(free_port_base(4, 21000))}  # slurmctld, slurmd, slurmdbd, MariaDB
+        started = subprocess.run(
+            ["bash", str(SCRIPT), "start", str(state)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **ports},
+        )
     assert started.returncode == 0, log.read_text()
     yield {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
     subprocess.run(["bash", str(SCRIPT), "stop", str(state)], check=False)
