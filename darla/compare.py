@@ -27,20 +27,24 @@ from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from darla import pipeline
+from darla import pipeline, settings
 from darla.artifacts import MANIFEST, atomic_write
-from darla.errors import USER_ERRORS
+from darla.errors import EXIT_CODE, USER_ERRORS
 from darla.leaderboard import build_leaderboard
 
 log = logging.getLogger("compare")  # Hydra prints it as [compare] (configs/hydra/default.yaml)
 
 
-def sweep_values(values: list) -> str:
-    """``a,b,c`` from a list, for hydra.sweeper.params (compare.yaml): the sweep is read off compare's keys."""
-    if not values:
-        raise ValueError("compare.vision_models and compare.seeds must each name at least one value")
+def sweep_values(values, key: str) -> str:
+    """``a,b,c`` from the list at ``key``, for hydra.sweeper.params (compare.yaml): the sweep is read off
+    compare's keys. Checked here, in the launching process, before any job starts."""
+    values = OmegaConf.to_container(values) if isinstance(values, ListConfig) else values
+    ok, allowed = settings.RULES[key]
+    if not ok(values):
+        print(f"darla compare: error: {key}={values} is not allowed: expected {allowed}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CODE)
     return ",".join(str(v) for v in values)
 
 
