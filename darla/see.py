@@ -127,7 +127,7 @@ def run(cfg: DictConfig) -> Path:
     #    each from its config group. Each model's initial weights come from its own seed, so a
     #    resumed run builds them as an uninterrupted one.
     parts = {}
-    for name in pretrained_parts(vm):
+    for name in settings["pretrained"]:
         torch.manual_seed(cfg.seed)
         parts[name] = instantiate(cfg[name].model)
         if (out / f"{name}.safetensors").exists():

@@ -44,12 +44,9 @@ def call_with_frozen_weights(module: nn.Module, *inputs: Tensor) -> Tensor:
     return functional_call(module, constants, inputs)
 
 
-def _pretrained_keys(model: "VisionModel", keys, prefix: str = "") -> list[str]:
-    return [k for k in keys if any(k.startswith(f"{prefix}{name}.") for name in model.pretrained)]
-
-
 def _without_pretrained(model, state_dict, prefix, local_metadata) -> None:
-    for key in _pretrained_keys(model, list(state_dict), prefix):
+    """The model's state_dict leaves its frozen parts out (each is saved in its own file)."""
+    for key in [k for k in state_dict if any(k.startswith(f"{prefix}{name}.") for name in model.pretrained)]:
         del state_dict[key]
 
 
