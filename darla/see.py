@@ -87,8 +87,13 @@ def run(cfg: DictConfig) -> Path:
             )
         if "num_actions" in vm.model:  # ICF: one output per action of the env
             probe_env = vision_domains[0].make()
-            vm.model.num_actions = int(probe_env.action_space.n)
+            space = probe_env.action_space
             probe_env.close()
+            if not hasattr(space, "n"):
+                raise UserError(
+                    f"vision_model={vm.name} needs a discrete action space; env {cfg.env.name!r} has {space}"
+                )
+            vm.model.num_actions = int(space.n)
     settings = {
         "vision_domains": domain_settings(vision_domains),
         "factor_dataset": plain(dataset_spec),

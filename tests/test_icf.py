@@ -153,3 +153,6 @@ def test_see_on_collect_good_objects_writes_selectivity_and_act_runs_on_its_late
     assert {"reconstructions.png", "traversals.png", "kl_per_dim.png"} <= {p.name for p in see.iterdir()}
     check_ok(run_cli("act", *tiny_act_args(runs, see, "icf_act"), cwd=tmp_path))
     assert (runs / "icf_act" / "act" / "manifest.json").exists()
+    # Diagnosing the run again rewrites metrics.json and keeps the selectivity measured by see.
+    check_ok(run_cli("diagnose", str(see), "metric=[]", f"runs_dir={runs}", cwd=tmp_path))
+    assert read_json(see / "metrics.json")["icf"] == icf
