@@ -35,6 +35,17 @@ Design, and why:
   policy gradient on f is a high-variance signal we do not need).
 - `encode` returns (code, None): deterministic, like the DAE, so metrics, traversals, the task probe
   and act treat it as any model.
+- Scale: the reconstruction is summed over pixels (hundreds of nats) while a selectivity is in [0, 1],
+  hence selectivity_weight 100 by default.
+
+Measured (tests/test_icf.py, one CPU thread on a loaded 2-core machine): on a dot on an 8x8 torus whose
+four actions each move x or y, 2 latents, batch 32, 300 steps (20 s), the mean own-latent selectivity
+of the greedy policies on fresh transitions went from 0.50 at initialisation (0.48, 0.52) to 0.86
+(0.81, 0.90). On a 4x4 grid with walls the same run fell (0.39 -> 0.16): deterministic policies learned
+to push into a wall, where nothing changes and the selectivity is 0 - the objective has no term that
+asks a policy to keep moving, so an env where every action has an effect is the clean test.
+`see experiment=quick vision_model=icf` on CollectGoodObjects (2 subprocess workers, 30 steps of
+batch 64, 8 latents) trains in 28 s with collection; its selectivity is then chance (mean 0.11 ~ 1/8).
 """
 
 from __future__ import annotations
