@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
@@ -42,7 +41,7 @@ from darla.artifacts import (
 from darla.config import domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
 from darla.vec_env import collect_frames, make_vec_env
-from darla.vision_report import ICF_FILE, diagnose_see_run, make_factor_dataset
+from darla.vision_report import ACTING_FILE, diagnose_see_run, make_factor_dataset
 from darla.vision_training import FactorBatches, FrameBatches, TransitionBatches, train_vision
 
 log = logging.getLogger("see")  # Hydra prints it as [see] (configs/hydra/default.yaml)
@@ -78,14 +77,13 @@ def run(cfg: DictConfig) -> Path:
     if dataset is not None and "num_factors" in vm.model:
         # Models whose latents are assigned to ground-truth factors (dcign) take the count from the data.
         vm.model.num_factors = len(dataset.factor_sizes)
-    acts = get_class(vm.model._target_).batches == "transitions"
-    if acts:
+    if get_class(vm.model._target_).batches == "transitions":  # it learns by acting (ICF)
         if not vision_domains:
             raise UserError(
                 f"vision_model={vm.name} learns by acting in the env's vision domains, but env "
                 f"{cfg.env.name!r} lists none (a factor dataset alone cannot be acted in)"
             )
-        if "num_actions" in vm.model:  # ICF: one output per action of the env
+        if "num_actions" in vm.model:  # like num_factors: taken from the env (a discrete action space)
             probe_env = vision_domains[0].make()
             space = probe_env.action_space
             probe_env.close()
@@ -173,16 +171,15 @@ def run(cfg: DictConfig) -> Path:
             )
         batches = FactorBatches(dataset, "factor_sweeps")
     elif model.batches == "transitions":
-        # The model's own policies collect its experience while it trains (ICF).
+        # The model's own behaviour collects its experience in the vision domains while it trains.
         venv = make_vec_env(vision_domains, cfg.num_envs, cfg.vec_env, cfg.seed)
-        collect = {k: v for k, v in plain(vm.get("collect") or {}).items() if k != "eval_transitions"}
-        batches = TransitionBatches(venv, model.to(device), **collect)
+        batches = TransitionBatches(venv, model.to(device), **plain(vm.get("collect") or {}))
     else:
         batches = images_source
     try:
         save_weights(out / "vision_model.safetensors", train(model, vm.train, "vision_model", batches))
-        if model.batches == "transitions" and not (out / ICF_FILE).exists():
-            write_json(out / ICF_FILE, transition_report(model, batches, vm, cfg.seed, device))
+        if model.batches == "transitions" and not (out / ACTING_FILE).exists():
+            write_json(out / ACTING_FILE, batches.report(torch.Generator().manual_seed(cfg.seed + 2), device))
     finally:
         if model.batches == "transitions":
             batches.close()
@@ -210,20 +207,6 @@ def run(cfg: DictConfig) -> Path:
     write_manifest(out, manifest)
     log.info(f"done: {out}")
     return out
-
-
-@torch.no_grad()
-def transition_report(model, batches: TransitionBatches, vm, seed: int, device) -> dict:
-    """Per-latent selectivity of the trained policies (ICF) on fresh transitions they collect."""
-    n = int((vm.get("collect") or {}).get("eval_transitions", 512))
-    generator = torch.Generator().manual_seed(seed + 2)
-    fresh = TransitionBatches(batches.venv, model.eval(), replay_size=n, epsilon=batches.epsilon)
-    fresh.obs = batches.obs
-    fresh.collect(-(-n // batches.venv.num_envs), generator, device)
-    sample = fresh.tensors(np.arange(fresh.size), device)
-    selectivity = model.selectivity(sample).cpu().tolist()
-    log.info("ICF selectivity of each latent under its policy: " + ", ".join(f"{v:.3f}" for v in selectivity))
-    return {"selectivity": selectivity, "mean_selectivity": float(np.mean(selectivity)), "transitions": n}
 
 
 @hydra.main(config_path="../configs", config_name="see", version_base="1.3")

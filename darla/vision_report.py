@@ -53,9 +53,9 @@ from vision_models.metrics import encode_grid, evaluate
 log = logging.getLogger("diagnose")  # Hydra prints it as [diagnose] (configs/hydra/default.yaml)
 
 SAMPLES_PER_GROUP = 8  # images per reconstruction band
-# What a model that learns by acting (ICF) measured of its policies at the end of see (darla/see.py);
-# copied into metrics.json under "icf" whenever the run is diagnosed.
-ICF_FILE = "icf.json"
+# What a model that learns by acting (batches "transitions", e.g. ICF) measured of its trained behaviour
+# at the end of see (darla/see.py); copied into metrics.json under "acting" whenever the run is diagnosed.
+ACTING_FILE = "acting.json"
 
 
 def make_factor_dataset(spec, recorded_in: Path | None = None):
@@ -106,7 +106,7 @@ def diagnose(
     """Write every diagnostic of ``model`` into ``out``; ``groups`` maps a band name to uint8 frames.
 
     Returns what metrics.json holds: the disentanglement metrics (with a factor dataset) and the
-    task probe (with ``probe``), and ``extra`` (sections measured elsewhere, e.g. ICF's selectivity);
+    task probe (with ``probe``), and ``extra`` (sections measured elsewhere: what a model that acts measured);
     empty without any.
     """
     model = model.to(device).eval()
@@ -216,7 +216,7 @@ def diagnose_see_run(model, see_dir: Path, manifest: dict, dataset, cfg, device:
     and its task probe (darla/probe.py), as see does at its end and the diagnose stage again."""
     groups = image_groups(see_dir, manifest, dataset, cfg.seed)
     probe = TaskProbe.of_see_run(see_dir, manifest, cfg)
-    extra = {"icf": read_json(see_dir / ICF_FILE)} if (see_dir / ICF_FILE).exists() else None
+    extra = {"acting": read_json(see_dir / ACTING_FILE)} if (see_dir / ACTING_FILE).exists() else None
     return diagnose(model, see_dir, groups, dataset, cfg.metrics, device, cfg.seed, probe, extra)
 
 

@@ -64,19 +64,30 @@ class FactorBatches:
 
 
 class TransitionBatches:
-    """Minibatches of transitions {obs, action, next_obs, mu} that the model's own policies collect (ICF).
+    """Minibatches of transitions {obs, action, next_obs, mu} that the model's own behaviour collects.
 
-    Owns a vector env (``venv``, uint8 frames). Before each minibatch it steps every worker
-    ``steps_per_batch`` times: each worker draws a policy k uniformly, and acts with
-    ``model.act`` (pi_k with ``epsilon``-uniform exploration; mu is the probability of the action
+    For models that learn by acting (`batches = "transitions"`, e.g. ICF). Owns a vector env
+    (``venv``, uint8 frames). Before each minibatch it steps every worker ``steps_per_batch`` times
+    with ``model.behaviour`` (``epsilon``-uniform exploration; mu is the probability of the action
     taken). Transitions go into a replay of the ``replay_size`` most recent, from which the minibatch
     is drawn uniformly; the first call fills it to at least one minibatch. The replay is not
     checkpointed: a resumed run starts with a fresh collector (same weights and step, new experience).
+    `report` measures the trained behaviour on ``report_transitions`` fresh ones.
     """
 
-    def __init__(self, venv, model, *, replay_size: int = 5000, steps_per_batch: int = 1, epsilon: float = 0.2):
+    def __init__(
+        self,
+        venv,
+        model,
+        *,
+        replay_size: int = 5000,
+        steps_per_batch: int = 1,
+        epsilon: float = 0.2,
+        report_transitions: int = 512,
+    ):
         self.venv, self.model = venv, model
         self.replay_size, self.steps_per_batch, self.epsilon = int(replay_size), int(steps_per_batch), float(epsilon)
+        self.report_transitions = int(report_transitions)
         self.obs = None
         self.size = self.cursor = 0
 
@@ -98,15 +109,13 @@ class TransitionBatches:
     def collect(self, steps: int, generator: torch.Generator, device) -> None:
         if self.obs is None:
             self.obs = self.venv.reset()
-        n = len(self.obs)
         for _ in range(steps):
-            k = torch.randint(self.model.num_policies, (n,), generator=generator)
-            actions, mu = self.model.act(frames_to_tensor(self.obs, device), k, self.epsilon, generator)
-            actions = actions.numpy()
+            actions, mu = self.model.behaviour(frames_to_tensor(self.obs, device), self.epsilon, generator)
+            actions = actions.cpu().numpy()
             next_obs, _, dones, infos = self.venv.step(actions)
             # A finished episode's env was reset: its real next frame is the terminal observation.
             landed = np.stack([infos[i]["terminal_observation"] if d else next_obs[i] for i, d in enumerate(dones)])
-            self._store(self.obs, actions, landed, mu.numpy())
+            self._store(self.obs, actions, landed, mu.cpu().numpy())
             self.obs = next_obs
 
     def __call__(self, batch_size: int, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
@@ -123,6 +132,15 @@ class TransitionBatches:
             "action": torch.from_numpy(self.replay["action"][idx]).to(device),
             "mu": torch.from_numpy(self.replay["mu"][idx]).to(device),
         }
+
+    @torch.no_grad()
+    def report(self, generator: torch.Generator, device) -> dict:
+        """``model.acting_report`` on ``report_transitions`` fresh transitions of the trained behaviour."""
+        n = self.report_transitions
+        fresh = TransitionBatches(self.venv, self.model.eval(), replay_size=n, epsilon=self.epsilon)
+        fresh.obs = self.obs
+        fresh.collect(-(-n // self.venv.num_envs), generator, device)
+        return {**self.model.acting_report(fresh.tensors(np.arange(fresh.size), device)), "transitions": n}
 
     def close(self) -> None:
         self.venv.close()

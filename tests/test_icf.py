@@ -136,7 +136,7 @@ def test_see_on_collect_good_objects_writes_selectivity_and_act_runs_on_its_late
             "see.frames=100",
             "vision_model.train.steps=6",
             "vision_model.train.batch_size=8",
-            "vision_model.collect.eval_transitions=16",
+            "vision_model.collect.report_transitions=16",
             "probe.exploration_frames=100",
             "probe.frames_per_target=20",
             "env.targets=[heldout_pairing]",
@@ -147,7 +147,7 @@ def test_see_on_collect_good_objects_writes_selectivity_and_act_runs_on_its_late
     manifest = read_json(see / "manifest.json")
     assert manifest["vision_model"]["model"]["num_actions"] == 3  # from CollectGoodObjects' action space
     assert (see / "vision_model.safetensors").exists()
-    icf = read_json(see / "metrics.json")["icf"]
+    icf = read_json(see / "metrics.json")["acting"]
     assert len(icf["selectivity"]) == manifest["latent_dim"] == 8
     assert all(0 <= s <= 1 for s in icf["selectivity"]) and icf["transitions"] == 16
     assert {"reconstructions.png", "traversals.png", "kl_per_dim.png"} <= {p.name for p in see.iterdir()}
@@ -155,4 +155,4 @@ def test_see_on_collect_good_objects_writes_selectivity_and_act_runs_on_its_late
     assert (runs / "icf_act" / "act" / "manifest.json").exists()
     # Diagnosing the run again rewrites metrics.json and keeps the selectivity measured by see.
     check_ok(run_cli("diagnose", str(see), "metric=[]", f"runs_dir={runs}", cwd=tmp_path))
-    assert read_json(see / "metrics.json")["icf"] == icf
+    assert read_json(see / "metrics.json")["acting"] == icf

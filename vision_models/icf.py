@@ -115,6 +115,11 @@ class ICF(VisionModel):
         return torch.log_softmax(logits, -1)
 
     @torch.no_grad()
+    def behaviour(self, x: Tensor, epsilon: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Actions in frames ``x``, each of a policy k drawn uniformly, epsilon-uniform; and their probabilities."""
+        return self.act(x, torch.randint(self.num_policies, (len(x),), generator=generator), epsilon, generator)
+
+    @torch.no_grad()
     def act(self, x: Tensor, k: Tensor, epsilon: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Actions of policies ``k`` (N,) in frames ``x`` with epsilon-uniform exploration, and their probabilities."""
         probs = self.policy_log_probs(self.encode(x)[0]).exp()[torch.arange(len(k)), k.to(x.device)].cpu()
@@ -167,3 +172,8 @@ class ICF(VisionModel):
         """(K,) mean selectivity of latent k under pi_k over these transitions (importance weighted)."""
         _, sel, weights, _ = self._terms(batch)
         return self._estimate(sel, weights)
+
+    def acting_report(self, batch: dict[str, Tensor]) -> dict:
+        """The trained policies' selectivity of their own latents, on fresh transitions."""
+        selectivity = self.selectivity(batch).cpu().tolist()
+        return {"selectivity": selectivity, "mean_selectivity": sum(selectivity) / len(selectivity)}
