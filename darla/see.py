@@ -28,12 +28,21 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
-from darla.artifacts import load_weights, read_npz, run_dir, save_npz, save_weights, versions, write_manifest
+from darla.artifacts import (
+    load_weights,
+    read_npz,
+    run_dir,
+    save_npz,
+    save_weights,
+    versions,
+    write_json,
+    write_manifest,
+)
 from darla.config import domain_settings, domains, plain, prepare, resolve_device, start_run
 from darla.errors import UserError, user_facing
-from darla.vec_env import collect_frames
-from darla.vision_report import diagnose_see_run, make_factor_dataset
-from darla.vision_training import FactorBatches, FrameBatches, train_vision
+from darla.vec_env import collect_frames, make_vec_env
+from darla.vision_report import ACTING_FILE, diagnose_see_run, make_factor_dataset
+from darla.vision_training import FactorBatches, FrameBatches, TransitionBatches, train_vision
 
 log = logging.getLogger("see")  # Hydra prints it as [see] (configs/hydra/default.yaml)
 
@@ -68,6 +77,21 @@ def run(cfg: DictConfig) -> Path:
     if dataset is not None and "num_factors" in vm.model:
         # Models whose latents are assigned to ground-truth factors (dcign) take the count from the data.
         vm.model.num_factors = len(dataset.factor_sizes)
+    if get_class(vm.model._target_).batches == "transitions":  # it learns by acting (ICF)
+        if not vision_domains:
+            raise UserError(
+                f"vision_model={vm.name} learns by acting in the env's vision domains, but env "
+                f"{cfg.env.name!r} lists none (a factor dataset alone cannot be acted in)"
+            )
+        if "num_actions" in vm.model:  # like num_factors: taken from the env (a discrete action space)
+            probe_env = vision_domains[0].make()
+            space = probe_env.action_space
+            probe_env.close()
+            if not hasattr(space, "n"):
+                raise UserError(
+                    f"vision_model={vm.name} needs a discrete action space; env {cfg.env.name!r} has {space}"
+                )
+            vm.model.num_actions = int(space.n)
     settings = {
         "vision_domains": domain_settings(vision_domains),
         "factor_dataset": plain(dataset_spec),
@@ -146,9 +170,19 @@ def run(cfg: DictConfig) -> Path:
                 f"factor_dataset to render them from"
             )
         batches = FactorBatches(dataset, "factor_sweeps")
+    elif model.batches == "transitions":
+        # The model's own behaviour collects its experience in the vision domains while it trains.
+        venv = make_vec_env(vision_domains, cfg.num_envs, cfg.vec_env, cfg.seed)
+        batches = TransitionBatches(venv, model.to(device), **plain(vm.get("collect") or {}))
     else:
         batches = images_source
-    save_weights(out / "vision_model.safetensors", train(model, vm.train, "vision_model", batches))
+    try:
+        save_weights(out / "vision_model.safetensors", train(model, vm.train, "vision_model", batches))
+        if model.batches == "transitions" and not (out / ACTING_FILE).exists():
+            write_json(out / ACTING_FILE, batches.report(torch.Generator().manual_seed(cfg.seed + 2), device))
+    finally:
+        if model.batches == "transitions":
+            batches.close()
 
     manifest = {
         "stage": "see",

@@ -33,7 +33,7 @@ import torch
 from hydra.utils import instantiate
 
 from darla import images
-from darla.artifacts import read_npz, write_json
+from darla.artifacts import read_json, read_npz, write_json
 from darla.config import plain
 from darla.errors import UserError
 from darla.latent_env import frames_to_tensor
@@ -53,6 +53,9 @@ from vision_models.metrics import encode_grid, evaluate
 log = logging.getLogger("diagnose")  # Hydra prints it as [diagnose] (configs/hydra/default.yaml)
 
 SAMPLES_PER_GROUP = 8  # images per reconstruction band
+# What a model that learns by acting (batches "transitions", e.g. ICF) measured of its trained behaviour
+# at the end of see (darla/see.py); copied into metrics.json under "acting" whenever the run is diagnosed.
+ACTING_FILE = "acting.json"
 
 
 def make_factor_dataset(spec, recorded_in: Path | None = None):
@@ -98,11 +101,13 @@ def diagnose(
     device: torch.device,
     seed: int,
     probe: TaskProbe | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Write every diagnostic of ``model`` into ``out``; ``groups`` maps a band name to uint8 frames.
 
     Returns what metrics.json holds: the disentanglement metrics (with a factor dataset) and the
-    task probe (with ``probe``); empty without either.
+    task probe (with ``probe``), and ``extra`` (sections measured elsewhere: what a model that acts measured);
+    empty without any.
     """
     model = model.to(device).eval()
     rng = np.random.default_rng(seed)
@@ -188,6 +193,7 @@ def diagnose(
     if probe is not None:
         represent = representation_function(model, device, 512)
         report["task_probe"] = probe.scores(lambda frames: represent(frames)[0])
+    report.update(extra or {})
     if report:
         write_json(out / "metrics.json", {"metrics": {}, **report})
     return report
@@ -210,7 +216,8 @@ def diagnose_see_run(model, see_dir: Path, manifest: dict, dataset, cfg, device:
     and its task probe (darla/probe.py), as see does at its end and the diagnose stage again."""
     groups = image_groups(see_dir, manifest, dataset, cfg.seed)
     probe = TaskProbe.of_see_run(see_dir, manifest, cfg)
-    return diagnose(model, see_dir, groups, dataset, cfg.metrics, device, cfg.seed, probe)
+    extra = {"acting": read_json(see_dir / ACTING_FILE)} if (see_dir / ACTING_FILE).exists() else None
+    return diagnose(model, see_dir, groups, dataset, cfg.metrics, device, cfg.seed, probe, extra)
 
 
 def image_groups(see_dir: Path, manifest: dict, dataset, seed: int, per_group: int = 512) -> dict[str, np.ndarray]:

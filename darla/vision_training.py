@@ -63,6 +63,89 @@ class FactorBatches:
         return frames_to_tensor(images, device), factor
 
 
+class TransitionBatches:
+    """Minibatches of transitions {obs, action, next_obs, mu} that the model's own behaviour collects.
+
+    For models that learn by acting (`batches = "transitions"`, e.g. ICF). Owns a vector env
+    (``venv``, uint8 frames). Before each minibatch it steps every worker ``steps_per_batch`` times
+    with ``model.behaviour`` (``epsilon``-uniform exploration; mu is the probability of the action
+    taken). Transitions go into a replay of the ``replay_size`` most recent, from which the minibatch
+    is drawn uniformly; the first call fills it to at least one minibatch. The replay is not
+    checkpointed: a resumed run starts with a fresh collector (same weights and step, new experience).
+    `report` measures the trained behaviour on ``report_transitions`` fresh ones.
+    """
+
+    def __init__(
+        self,
+        venv,
+        model,
+        *,
+        replay_size: int = 5000,
+        steps_per_batch: int = 1,
+        epsilon: float = 0.2,
+        report_transitions: int = 512,
+    ):
+        self.venv, self.model = venv, model
+        self.replay_size, self.steps_per_batch, self.epsilon = int(replay_size), int(steps_per_batch), float(epsilon)
+        self.report_transitions = int(report_transitions)
+        self.obs = None
+        self.size = self.cursor = 0
+
+    def _store(self, obs, actions, next_obs, mu) -> None:
+        if self.size == 0 and self.cursor == 0:
+            shape = obs.shape[1:]
+            self.replay = {
+                "obs": np.zeros((self.replay_size, *shape), np.uint8),
+                "next_obs": np.zeros((self.replay_size, *shape), np.uint8),
+                "action": np.zeros(self.replay_size, np.int64),
+                "mu": np.zeros(self.replay_size, np.float32),
+            }
+        for i in range(len(obs)):
+            for key, value in (("obs", obs[i]), ("next_obs", next_obs[i]), ("action", actions[i]), ("mu", mu[i])):
+                self.replay[key][self.cursor] = value
+            self.cursor = (self.cursor + 1) % self.replay_size
+            self.size = min(self.size + 1, self.replay_size)
+
+    def collect(self, steps: int, generator: torch.Generator, device) -> None:
+        if self.obs is None:
+            self.obs = self.venv.reset()
+        for _ in range(steps):
+            actions, mu = self.model.behaviour(frames_to_tensor(self.obs, device), self.epsilon, generator)
+            actions = actions.cpu().numpy()
+            next_obs, _, dones, infos = self.venv.step(actions)
+            # A finished episode's env was reset: its real next frame is the terminal observation.
+            landed = np.stack([infos[i]["terminal_observation"] if d else next_obs[i] for i, d in enumerate(dones)])
+            self._store(self.obs, actions, landed, mu.cpu().numpy())
+            self.obs = next_obs
+
+    def __call__(self, batch_size: int, generator: torch.Generator, device) -> dict[str, torch.Tensor]:
+        n = self.venv.num_envs
+        need = max(self.steps_per_batch, -(-(batch_size - self.size) // n))
+        self.collect(need, generator, device)
+        return self.tensors(torch.randint(self.size, (batch_size,), generator=generator).numpy(), device)
+
+    def tensors(self, idx: np.ndarray, device) -> dict[str, torch.Tensor]:
+        """The stored transitions at ``idx``, as the model's loss takes them."""
+        return {
+            "obs": frames_to_tensor(self.replay["obs"][idx], device),
+            "next_obs": frames_to_tensor(self.replay["next_obs"][idx], device),
+            "action": torch.from_numpy(self.replay["action"][idx]).to(device),
+            "mu": torch.from_numpy(self.replay["mu"][idx]).to(device),
+        }
+
+    @torch.no_grad()
+    def report(self, generator: torch.Generator, device) -> dict:
+        """``model.acting_report`` on ``report_transitions`` fresh transitions of the trained behaviour."""
+        n = self.report_transitions
+        fresh = TransitionBatches(self.venv, self.model.eval(), replay_size=n, epsilon=self.epsilon)
+        fresh.obs = self.obs
+        fresh.collect(-(-n // self.venv.num_envs), generator, device)
+        return {**self.model.acting_report(fresh.tensors(np.arange(fresh.size), device)), "transitions": n}
+
+    def close(self) -> None:
+        self.venv.close()
+
+
 def train_vision(
     model: torch.nn.Module,
     batches,

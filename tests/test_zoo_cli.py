@@ -18,11 +18,12 @@ from darla.artifacts import read_json
 from darla.leaderboard import headline_scores
 
 # Every vision model with a see stage: not the baselines that read pixels or the env's state (model: null),
-# nor darla_ft, which is beta_vae_dae's config with another policy input.
+# nor darla_ft, which is beta_vae_dae's config with another policy input, nor icf, which learns by acting
+# in vision domains that dSprites does not have (tests/test_icf.py runs it on CollectGoodObjects).
 MODELS = sorted(
     p.stem
     for p in (REPO / "configs" / "vision_model").glob("*.yaml")
-    if yaml.safe_load(p.read_text()).get("model", "") is not None and p.stem != "darla_ft"
+    if yaml.safe_load(p.read_text()).get("model", "") is not None and p.stem not in ("darla_ft", "icf")
 )
 DETERMINISTIC = {"dae", "random_cnn", "disbm"}  # no posterior variance: Chen's sampled MIG does not apply
 ENCODER_ONLY = {"random_cnn"}

@@ -67,7 +67,12 @@ class VisionModel(nn.Module):
     `batches` says what the training loop feeds `loss` / `training_step`:
     - "images": a float tensor (N, *input_shape) of frames drawn at random;
     - "factor_sweeps": a tuple (images, factor) where every image shares all ground-truth factors
-      but `factor` (an int), which varies across the batch (DC-IGN). Needs a factor dataset.
+      but `factor` (an int), which varies across the batch (DC-IGN). Needs a factor dataset;
+    - "transitions": a dict {obs, action, next_obs, mu} of transitions (s, a, s') that the model's own
+      behaviour collects in the env's vision domains while it trains (ICF; mu is the probability of
+      the action under that behaviour). Such a model learns by acting: it implements
+      `behaviour(frames, epsilon, generator)` -> (actions, their probabilities), and
+      `acting_report(transitions)` -> what it measures of its trained behaviour (metrics.json["acting"]).
     """
 
     latent_dim: int
