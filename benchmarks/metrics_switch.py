@@ -104,10 +104,12 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "darla.yaml").metrics)
-    settings["compute"] = {  # the metrics darla.yaml selects (configs/metric/), as see composes them
-        path.stem: OmegaConf.to_container(OmegaConf.load(path))
-        for path in sorted((ROOT / "configs" / "metric").glob("*.yaml"))
-    }
+    if (ROOT / "configs" / "metric").is_dir():  # the metric config group, as see composes it
+        settings["compute"] = {
+            path.stem: OmegaConf.to_container(OmegaConf.load(path))
+            for path in sorted((ROOT / "configs" / "metric").glob("*.yaml"))
+        }
+    # (on a checkout from before the config group, darla.yaml's own metrics.compute is used)
     code_sets = synthetic_codes()
     if args.see_dir is not None:
         code_sets["real"] = real_codes(args.see_dir, args.cache)

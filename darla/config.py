@@ -53,6 +53,19 @@ def check_env(
         )
 
 
+def named_domains(cfg: DictConfig, names: list[str], role: str) -> list[Domain]:
+    """The env's domains of these names, as its config defines them (``role`` names the list in errors)."""
+    return domains_from_config(
+        cfg.env.id,
+        OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+        OmegaConf.to_container(cfg.env.domains, resolve=True),
+        names,
+        role,
+        plain(cfg.env.get("wrappers")),
+        shift_targets(cfg),
+    )
+
+
 def domains(cfg: DictConfig, role: str) -> list[Domain]:
     """The domains the experiment lists under ``env.<role>`` (vision, source or targets).
 
@@ -67,16 +80,7 @@ def domains(cfg: DictConfig, role: str) -> list[Domain]:
             f"env {cfg.env.get('name', '?')!r} has no {role} domains: it is a vision-only dataset, "
             f"on which only `see` and `diagnose` run"
         )
-    table = OmegaConf.to_container(cfg.env.domains, resolve=True)
-    listed = domains_from_config(
-        cfg.env.id,
-        OmegaConf.to_container(cfg.env.kwargs, resolve=True),
-        table,
-        list(cfg.env[role]),
-        role,
-        plain(cfg.env.get("wrappers")),
-        shift_targets(cfg),
-    )
+    listed = named_domains(cfg, list(cfg.env[role]), role)
     if cfg.env.id is not None and listed:
         check_domain(listed[0], list(cfg.env.observation_shape), cfg.agent.algorithm)
         if role != "vision" and cfg.vision_model.get("policy_input") == "state":

@@ -27,18 +27,18 @@ import cv2
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from darla.artifacts import atomic_write, find_parent, read_jsonl, read_manifest, write_jsonl
-from darla.config import plain, prepare, record_invocation, resolve_device, shift_targets
+from darla.config import named_domains, prepare, record_invocation, resolve_device
 from darla.errors import UserError, user_facing
 from darla.evaluation import run_episodes
 from darla.images import save_gif
 from darla.policy_inputs import PolicyInput
 from darla.runs import load_policy, read_act_run
 from darla.vec_env import make_vec_env
-from envs.domains import Domain, domains_from_config
+from envs.domains import Domain
 
 log = logging.getLogger("video")  # Hydra prints it as [video] (configs/hydra/default.yaml)
 
@@ -137,16 +137,7 @@ def video_domains(cfg: DictConfig) -> list[tuple[str, Domain]]:
             f"video.domains={names!r}: expected a list of domain names of env {env.name!r}, "
             f"e.g. video.domains=[{env.source[0]}]"
         )
-    table = OmegaConf.to_container(env.domains, resolve=True)
-    found = domains_from_config(
-        env.id,
-        OmegaConf.to_container(env.kwargs, resolve=True),
-        table,
-        list(names),
-        "video",
-        plain(env.get("wrappers")),
-        shift_targets(cfg),
-    )
+    found = named_domains(cfg, list(names), "video")
     roles = {**{n: "target" for n in env.get("targets") or []}, **{n: "source" for n in env.source}}
     return [(roles.get(d.name, "other"), d) for d in found]
 

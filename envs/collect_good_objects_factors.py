@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from envs.collect_good_objects import OBJECT_SET_NAMES, ROOM_STYLE_NAMES, CollectGoodObjects
-from envs.factor_dataset import uniform_factors
+from envs.factor_dataset import checked_factors, uniform_factors
 
 # Tries at drawing one layout before concluding the agent grid leaves no room for the boxes.
 _LAYOUT_RESTARTS = 200
@@ -149,23 +149,7 @@ class CollectGoodObjectsFactors:
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         """The env's observation at each factor vector (n, 6): uint8 (n, H, W, 3)."""
-        factors = np.asarray(factors)
-        if (
-            factors.ndim != 2
-            or factors.shape[1] != len(self.factor_sizes)
-            or (factors.size and not np.issubdtype(factors.dtype, np.integer))
-        ):
-            raise ValueError(
-                f"factors must be integer class indices of shape (n, {len(self.factor_sizes)}) "
-                f"for {self.factor_names}; got dtype {factors.dtype}, shape {factors.shape}"
-            )
-        bad = (factors < 0) | (factors >= np.array(self.factor_sizes))
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"factors[{row}, {col}] = {factors[row, col]} is outside {self.factor_names[col]}'s "
-                f"range 0..{self.factor_sizes[col] - 1}"
-            )
+        factors = checked_factors(factors, self.factor_names, self.factor_sizes)
         images = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
         for i, (object_set, room_style, x, z, heading, layout) in enumerate(factors):
             images[i] = self._env(object_set, room_style).set_scene(

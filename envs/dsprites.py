@@ -26,7 +26,7 @@ from typing import Mapping
 
 import numpy as np
 
-from envs.factor_dataset import uniform_factors
+from envs.factor_dataset import checked_factors, uniform_factors
 
 SQUARE, ELLIPSE, HEART = 0, 1, 2
 
@@ -118,12 +118,13 @@ class DSprites:
 
         Orientation class 39 is 2*pi, the same image as class 0.
         """
-        factors = self._checked(factors) * self._strides
+        factors = checked_factors(factors, self.factor_names, self.factor_sizes) * self._strides
         return {name: values[factors[:, self.factor_names.index(name)]] for name, values in self._class_values.items()}
 
     def render(self, factors: np.ndarray) -> np.ndarray:
         """uint8 images (n, 64, 64, 1), 0 or 255, for the factor vectors (n, 5)."""
-        factors = self._checked(factors) * self._strides  # classes of the full grid
+        # classes of the full grid
+        factors = checked_factors(factors, self.factor_names, self.factor_sizes) * self._strides
         shape, scale_class, orientation, pos_x, pos_y = factors.T
         scale = self._class_values["scale"][scale_class]
         span = IMAGE_SIZE - 2 * CENTRE_MARGIN
@@ -160,22 +161,3 @@ class DSprites:
         for image, window, x, y in zip(images, windows, left, top):
             image[y : y + WINDOW, x : x + WINDOW, 0] = window
         return images
-
-    def _checked(self, factors: np.ndarray) -> np.ndarray:
-        """factors as int64 (n, 5) within the grid, or a ValueError that says what is wrong."""
-        factors = np.asarray(factors)
-        if factors.ndim != 2 or factors.shape[1] != len(self.factor_sizes):
-            raise ValueError(
-                f"factors has shape {factors.shape}; expected (n, {len(self.factor_sizes)}) columns {self.factor_names}"
-            )
-        if factors.size and not np.issubdtype(factors.dtype, np.integer):
-            raise ValueError(f"factors has dtype {factors.dtype}; expected integer class indices")
-        factors = factors.astype(np.int64)
-        bad = (factors < 0) | (factors >= np.asarray(self.factor_sizes))
-        if bad.any():
-            row, column = np.argwhere(bad)[0]
-            raise ValueError(
-                f"factors[{row}, {column}] = {factors[row, column]} is outside "
-                f"{self.factor_names[column]}'s classes 0..{self.factor_sizes[column] - 1}"
-            )
-        return factors

@@ -35,6 +35,29 @@ class FactorDataset(Protocol):
         ...
 
 
+def checked_factors(factors, factor_names, factor_sizes) -> np.ndarray:
+    """``factors`` as int64 class indices (n, len(factor_sizes)) within the grid, or a ValueError saying why not."""
+    factors = np.asarray(factors)
+    if (
+        factors.ndim != 2
+        or factors.shape[1] != len(factor_sizes)
+        or (factors.size and not np.issubdtype(factors.dtype, np.integer))
+    ):
+        raise ValueError(
+            f"factors must be integer class indices of shape (n, {len(factor_sizes)}) "
+            f"for {tuple(factor_names)}; got dtype {factors.dtype}, shape {factors.shape}"
+        )
+    factors = factors.astype(np.int64)
+    bad = (factors < 0) | (factors >= np.asarray(factor_sizes))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"factors[{row}, {col}] = {factors[row, col]} is outside {factor_names[col]}'s "
+            f"range 0..{factor_sizes[col] - 1}"
+        )
+    return factors
+
+
 def uniform_factors(factor_sizes, n: int, rng: np.random.Generator) -> np.ndarray:
     """n factor vectors drawn uniformly and independently per factor: int64 (n, len(factor_sizes))."""
     return np.stack([rng.integers(0, size, n) for size in factor_sizes], axis=1).astype(np.int64)

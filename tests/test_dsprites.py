@@ -113,7 +113,7 @@ def test_orientation_0_and_39_are_the_same_image(dataset):
         (np.zeros(5, np.int64), "shape"),
         (np.zeros((2, 5)), "dtype"),
         (np.array([[0, 0, 40, 0, 0]]), "orientation"),
-        (np.array([[-1, 0, 0, 0, 0]]), "shape's classes"),
+        (np.array([[-1, 0, 0, 0, 0]]), "outside shape's range"),
     ],
 )
 def test_bad_factors_raise(dataset, factors, message):
