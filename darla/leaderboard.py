@@ -5,7 +5,7 @@ names them so; any runs with transfer results under ``<dir>`` are gathered). Eve
 derived from their raw files (transfer/episodes.jsonl, act/eval.jsonl, see/metrics.json), so
 ``python -m darla.stage leaderboard <dir>`` re-makes it at any time without running anything.
 
-Per vision model, over its seeds (DESIGN §5: IQM with stratified-bootstrap 95% intervals):
+Per vision model, over its seeds (IQM with stratified-bootstrap 95% intervals, Agarwal et al. 2021):
 - source return: IQM over (seed, source domain) of each seed's mean return in that domain; the
   bootstrap resamples seeds within each domain;
 - target return: the same over target domains, and per target group (ood1, ood2, ...);

@@ -1,6 +1,6 @@
 """Codes of a factor grid, encoded once: what every supervised metric samples from.
 
-The issue's rule: no image is encoded twice. Where the factor grid is finite (dSprites: 737,280
+No image is encoded twice: where the factor grid is finite (dSprites: 737,280
 points), `encode_grid` renders and encodes every grid point once, in batches, and every metric
 then draws its samples (pairs, votes, train/test sets) by looking rows up in the table.
 """
