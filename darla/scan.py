@@ -28,7 +28,9 @@ posterior (β-VAE_DAE by default; vision_models/scan.py has the networks and los
      predicted value of each symbol factor is the highest logit of its block; the fraction of frames where
      it is the true value. On the training points, the test points and the held-out combination's frames.
    - sym2img accuracy of a symbol: ``scan.samples`` draws z ~ q(z_y|y), decoded by the vision model's
-     decoder (sigmoid of its logits), classified by the judge; the fraction of (sample, named factor)
+     decoder (sigmoid of its logits) and, for a model read through a frozen DAE J (β-VAE_DAE), shown as J
+     sees that output (J's reconstruction of it: the image space its loss defines; its raw decoder output
+     is not meant to look like a frame), classified by the judge; the fraction of (sample, named factor)
      pairs where the judge sees the named value (``exact``: the fraction of samples with every named
      value right).
    - sym2img diversity of a symbol: for each factor of the dataset the symbol does not name (the
@@ -80,7 +82,7 @@ from darla.runs import load_vision_model
 from darla.vision_report import make_factor_dataset, representation_function
 from envs.factor_dataset import grid_factors, training_allowed, value_names
 from vision_models import plots
-from vision_models.diagnostics import tile, to_uint8
+from vision_models.diagnostics import through_dae, tile, to_uint8
 from vision_models.scan import OPERATORS, UNNAMED, FactorJudge, Recombination, SymbolSpace, SymbolVAE
 
 log = logging.getLogger("scan")  # Hydra prints it as [scan] (configs/hydra/default.yaml)
@@ -230,7 +232,7 @@ def run_scan(cfg, out: Path, see_dir: Path, see_manifest: dict, vision, dataset,
         """sc.samples draws of N(mean, exp(logvar)) (D,), decoded and classified: (images, judge classes)."""
         noise = torch.randn(sc.samples, len(mean), generator=gen).to(device)
         with torch.no_grad():
-            pictures = torch.sigmoid(vision.decode(mean + noise * (0.5 * logvar).exp()))
+            pictures = through_dae(vision, torch.sigmoid(vision.decode(mean + noise * (0.5 * logvar).exp())))
             return pictures, judge.predict(pictures).cpu().numpy()
 
     def img2sym(rows: np.ndarray) -> dict:
@@ -466,7 +468,9 @@ def reconstruction_accuracy(vision, judge, frames, factors, names, device) -> di
     with torch.no_grad():
         predicted = np.concatenate(
             [
-                judge.predict(vision.reconstruct(frames_to_tensor(frames[i : i + 256], device))).cpu().numpy()
+                judge.predict(through_dae(vision, vision.reconstruct(frames_to_tensor(frames[i : i + 256], device))))
+                .cpu()
+                .numpy()
                 for i in range(0, len(frames), 256)
             ]
         )

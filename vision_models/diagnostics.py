@@ -36,7 +36,8 @@ def tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     return out
 
 
-def _through_dae(model, pixels: torch.Tensor) -> torch.Tensor:
+def through_dae(model, pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels as a model's frozen DAE J sees them (its reconstruction of them); unchanged without a DAE."""
     dae = getattr(model, "dae", None)
     return dae.reconstruct(pixels) if dae is not None else pixels
 
@@ -49,7 +50,7 @@ def reconstruction_grid(model, images: torch.Tensor) -> tuple[np.ndarray, list[s
     model.eval()
     rows, labels = [images, model.reconstruct(images)], ["input", "decoder"]
     if getattr(model, "dae", None) is not None:
-        rows.append(_through_dae(model, rows[1]))
+        rows.append(through_dae(model, rows[1]))
         labels.append("decoder through\nthe DAE")
     return tile([to_uint8(r) for r in rows]), labels
 
@@ -74,7 +75,7 @@ def traversal_frames(
     for d in order:
         codes = base.repeat(steps, 1)
         codes[:, d] = values
-        rows.append(to_uint8(_through_dae(model, torch.sigmoid(model.decode(codes)))))
+        rows.append(to_uint8(through_dae(model, torch.sigmoid(model.decode(codes)))))
     return rows, order
 
 
@@ -111,8 +112,8 @@ def object_reconstruction(model, images: torch.Tensor, masks: torch.Tensor) -> d
         **errors(images, reconstruction, ""),
     }
     if getattr(model, "dae", None) is not None:
-        seen = _through_dae(model, images)
-        result.update(errors(seen, _through_dae(model, reconstruction), "dae_view_"))
+        seen = through_dae(model, images)
+        result.update(errors(seen, through_dae(model, reconstruction), "dae_view_"))
         result.update(errors(images, seen, "dae_itself_"))  # what J keeps of the input: the loss sees no more
     return result
 
@@ -135,6 +136,6 @@ def object_error_grid(model, images: torch.Tensor, masks: torch.Tensor) -> tuple
 
     shown, labels = rows(images, reconstruction), ["input", "reconstruction", "error"]
     if getattr(model, "dae", None) is not None:
-        shown += rows(_through_dae(model, images), _through_dae(model, reconstruction))
+        shown += rows(through_dae(model, images), through_dae(model, reconstruction))
         labels += ["input (DAE)", "recon. (DAE)", "error (DAE)"]
     return tile([to_uint8(r) for r in shown]), labels
