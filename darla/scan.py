@@ -308,10 +308,11 @@ def run_scan(cfg, out: Path, see_dir: Path, see_manifest: dict, vision, dataset,
     labels = [space.name(s) + (" (held out)" if tuple(s) in heldout_keys else "") for s in shown]
     images.save_png(out / "sym2img.png", grid, labels=labels)
     recombination_rows = [key for key in pictures if isinstance(key[0], str)]
-    picked = [k for k in recombination_rows if k[0] == "heldout"] + [
-        k
+    picked = [  # per operator, the first two held-out triples, then the first two training ones
+        key
+        for split in ("heldout", "train")
         for op in OPERATORS
-        for k in [k for k in recombination_rows if k[0] == "train" and op.replace("_", " ") in k[1]][:2]
+        for key in [k for k in recombination_rows if k[0] == split and f" {op.replace('_', ' ')} " in k[1]][:2]
     ]
     if picked:
         grid = tile([to_uint8(pictures[k][:PICTURE_SAMPLES]) for k in picked])
@@ -491,6 +492,7 @@ def sample_scores(classes: np.ndarray, symbol: np.ndarray, columns: list[int], d
     return {
         "accuracy": float(right.mean()),
         "exact": float(right.all(axis=1).mean()),
+        "accuracy_per_factor": {dataset.factor_names[c]: float(right[:, i].mean()) for i, (c, _) in enumerate(named)},
         "diversity": mean_of(list(diversity.values())),
         "diversity_per_factor": diversity,
     }
