@@ -234,7 +234,9 @@ def sealed_files(manifest: Mapping[str, Any]) -> list[str]:
         return ["policy.safetensors"]
     if stage == "transfer":
         return ["episodes.jsonl"]
-    raise UserError(f"the manifest names stage {stage!r}; expected see, act or transfer")
+    if stage == "scan":
+        return ["symbol_vae.safetensors", "recombination.safetensors", "judge.safetensors", "scan.json"]
+    raise UserError(f"the manifest names stage {stage!r}; expected see, act, transfer or scan")
 
 
 def content_hash(body: Mapping[str, Any], run: Path) -> str:

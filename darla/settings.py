@@ -191,12 +191,33 @@ RULES: dict[str, tuple[Rule, str]] = {
     "video.format": one_of("gif", "mp4"),
     "video.fps": integer(1),
     "video.scale": integer(1),
+    "scan.out": optional(text(r"[^\0]+", "a non-empty path")),
+    "scan.factors": name_list(),
+    "scan.points_per_combination": optional(integer(1)),
+    "scan.test_fraction": number(0, 0.9),
+    "scan.samples": integer(2),
+    "scan.log_every": integer(1),
+    "scan.symbol_vae.hidden": integer(1),
+    "scan.symbol_vae.beta": number(0),
+    "scan.symbol_vae.forward_kl_weight": number(0),
+    "scan.train.steps": integer(1),
+    "scan.train.batch_size": integer(1),
+    "scan.train.lr": number(above=0),
+    "scan.recombination.hidden": integer(1),
+    "scan.recombination.steps": integer(1),
+    "scan.recombination.batch_size": integer(1),
+    "scan.recombination.lr": number(above=0),
+    "scan.recombination.eval_triples": integer(1),
+    "scan.judge.steps": integer(1),
+    "scan.judge.batch_size": integer(1),
+    "scan.judge.lr": number(above=0),
+    "scan.judge.test_fraction": number(0, 0.9),
     "compare.vision_models": name_list(),
     "compare.seeds": int_list(0),
 }
 
 # Subtrees whose every number must be finite, and under metrics.compute every integer a size >= 1.
-FINITE = ("vision_model.model", "dae", "agent.hyperparameters", "metrics")
+FINITE = ("vision_model.model", "dae", "agent.hyperparameters", "metrics", "scan")
 
 
 def _show(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m darla.stage see|act|transfer|all [hydra overrides]``.
+"""The command line: ``python -m darla.stage see|act|transfer|all|... [hydra overrides]``.
 
 Hydra has no sub-commands, so the stage word is taken off argv here and the rest is handed to
 that stage's Hydra entry point (overrides, ``-m`` multiruns and ``--help`` work as usual).
@@ -16,6 +16,7 @@ STAGES = {
     "transfer": ("darla.transfer", "evaluate the policy, unchanged, on source and target domains"),
     "diagnose": ("darla.diagnose", "rewrite a see run's pictures and metrics: diagnose <see run> [key=value ...]"),
     "video": ("darla.video", "film a trained policy playing: video <run> [video.domains=[...] video.format=mp4 ...]"),
+    "scan": ("darla.scan", "SCAN: symbols grounded in a see run's latents: scan see_run=<see run> [scan.out=<dir>]"),
     "all": ("darla.pipeline", "see, act and transfer in order, with the same overrides"),
     "compare": ("darla.compare", "all for every vision model x seed (a multirun), then the leaderboard"),
     "leaderboard": ("darla.leaderboard", "re-make a comparison's leaderboard from its runs: leaderboard <dir>"),

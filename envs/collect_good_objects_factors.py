@@ -147,6 +147,15 @@ class CollectGoodObjectsFactors:
             ok &= ~((factors[:, 0] == object_set) & (factors[:, 1] == room_style))
         return ok
 
+    def factor_value_names(self, factor: int) -> tuple[str, ...]:
+        """Names of the classes of factor column ``factor`` (labels; optional in the protocol)."""
+        name = self.factor_names[factor]
+        if name == "object_set":
+            return self.object_sets
+        if name == "room_style":
+            return self.room_styles
+        return tuple(f"{name}={i}" for i in range(self.factor_sizes[factor]))
+
     def render(self, factors: np.ndarray) -> np.ndarray:
         """The env's observation at each factor vector (n, 6): uint8 (n, H, W, 3)."""
         factors = checked_factors(factors, self.factor_names, self.factor_sizes)

@@ -11,6 +11,8 @@ Conventions:
 - A grid point's flat index is `np.ravel_multi_index(factors.T, factor_sizes)` (C order).
 - Optionally, `allowed(factors) -> bool (n,)` marks the grid points that training may use (an
   environment's held-out combinations are evaluated by metrics but never trained on).
+- Optionally, `factor_value_names(factor) -> tuple[str, ...]` names the classes of a factor (for
+  labels, e.g. SCAN's symbols); without it a class is named `<factor>=<index>` (see `value_names`).
 """
 
 from __future__ import annotations
@@ -75,10 +77,21 @@ def grid_factors(factor_sizes) -> np.ndarray:
     )
 
 
+def value_names(dataset, factor: int) -> tuple[str, ...]:
+    """Names of the classes of factor column ``factor``: the dataset's own, or ``<factor>=<index>``."""
+    size = int(dataset.factor_sizes[factor])
+    if hasattr(dataset, "factor_value_names"):
+        names = tuple(str(n) for n in dataset.factor_value_names(factor))
+        if len(names) == size:
+            return names
+    return tuple(f"{dataset.factor_names[factor]}={i}" for i in range(size))
+
+
 MAX_DRAWS = 1000  # rejection sampling of allowed points gives up after this many tries
 
 
-def _allowed(dataset, factors: np.ndarray) -> np.ndarray:
+def training_allowed(dataset, factors: np.ndarray) -> np.ndarray:
+    """Bool (n,): which factor vectors training may use (the dataset's ``allowed``; all of them without one)."""
     return dataset.allowed(factors) if hasattr(dataset, "allowed") else np.ones(len(factors), bool)
 
 
@@ -87,7 +100,7 @@ def sample_training_factors(dataset: FactorDataset, n: int, rng: np.random.Gener
     rows = []
     for _ in range(MAX_DRAWS):
         draw = dataset.sample_factors(n, rng)
-        rows.append(draw[_allowed(dataset, draw)])
+        rows.append(draw[training_allowed(dataset, draw)])
         if sum(len(r) for r in rows) >= n:
             return np.concatenate(rows)[:n]
     raise ValueError(f"{type(dataset).__name__}: no allowed grid point in {MAX_DRAWS} draws of {n}")
@@ -103,7 +116,7 @@ def sweep_factors(dataset: FactorDataset, n: int, factor: int, rng: np.random.Ge
     for _ in range(MAX_DRAWS):
         factors = np.repeat(dataset.sample_factors(1, rng), n, axis=0)
         factors[:, factor] = rng.integers(0, dataset.factor_sizes[factor], n)
-        if _allowed(dataset, factors).all():
+        if training_allowed(dataset, factors).all():
             return factors
     raise ValueError(
         f"{type(dataset).__name__}: no sweep of factor {factor} free of disallowed points in {MAX_DRAWS} draws"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
+def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [0, 1] -> (N, H, W, 3) uint8."""
     x = x.detach().clamp(0, 1).mul(255).round().byte().cpu()
     if x.shape[1] == 1:
@@ -25,7 +25,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
-def _tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
+def tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     """Tile rows of images (each (N, H, W, 3)) into one picture with a white grid."""
     n, h, w = rows[0].shape[:3]
     out = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, np.uint8)
@@ -36,7 +36,8 @@ def _tile(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     return out
 
 
-def _through_dae(model, pixels: torch.Tensor) -> torch.Tensor:
+def through_dae(model, pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels as a model's frozen DAE J sees them (its reconstruction of them); unchanged without a DAE."""
     dae = getattr(model, "dae", None)
     return dae.reconstruct(pixels) if dae is not None else pixels
 
@@ -49,9 +50,9 @@ def reconstruction_grid(model, images: torch.Tensor) -> tuple[np.ndarray, list[s
     model.eval()
     rows, labels = [images, model.reconstruct(images)], ["input", "decoder"]
     if getattr(model, "dae", None) is not None:
-        rows.append(_through_dae(model, rows[1]))
+        rows.append(through_dae(model, rows[1]))
         labels.append("decoder through\nthe DAE")
-    return _tile([_to_uint8(r) for r in rows]), labels
+    return tile([to_uint8(r) for r in rows]), labels
 
 
 @torch.no_grad()
@@ -74,7 +75,7 @@ def traversal_frames(
     for d in order:
         codes = base.repeat(steps, 1)
         codes[:, d] = values
-        rows.append(_to_uint8(_through_dae(model, torch.sigmoid(model.decode(codes)))))
+        rows.append(to_uint8(through_dae(model, torch.sigmoid(model.decode(codes)))))
     return rows, order
 
 
@@ -82,7 +83,7 @@ def traversal_grid(model, images: torch.Tensor, **kwargs) -> tuple[np.ndarray, l
     """The traversals of :func:`traversal_frames` tiled, one row per latent; returns the grid and the
     latents in row order."""
     rows, order = traversal_frames(model, images, **kwargs)
-    return _tile(rows), order
+    return tile(rows), order
 
 
 @torch.no_grad()
@@ -111,8 +112,8 @@ def object_reconstruction(model, images: torch.Tensor, masks: torch.Tensor) -> d
         **errors(images, reconstruction, ""),
     }
     if getattr(model, "dae", None) is not None:
-        seen = _through_dae(model, images)
-        result.update(errors(seen, _through_dae(model, reconstruction), "dae_view_"))
+        seen = through_dae(model, images)
+        result.update(errors(seen, through_dae(model, reconstruction), "dae_view_"))
         result.update(errors(images, seen, "dae_itself_"))  # what J keeps of the input: the loss sees no more
     return result
 
@@ -135,6 +136,6 @@ def object_error_grid(model, images: torch.Tensor, masks: torch.Tensor) -> tuple
 
     shown, labels = rows(images, reconstruction), ["input", "reconstruction", "error"]
     if getattr(model, "dae", None) is not None:
-        shown += rows(_through_dae(model, images), _through_dae(model, reconstruction))
+        shown += rows(through_dae(model, images), through_dae(model, reconstruction))
         labels += ["input (DAE)", "recon. (DAE)", "error (DAE)"]
-    return _tile([_to_uint8(r) for r in shown]), labels
+    return tile([to_uint8(r) for r in shown]), labels
