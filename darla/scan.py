@@ -171,6 +171,7 @@ def run_scan(cfg, out: Path, see_dir: Path, see_manifest: dict, vision, dataset,
     judge_rows = rng.permutation(len(frames))
     num_judge_test = int(round(sc.judge.test_fraction * len(frames)))
     judge_test, judge_train = np.sort(judge_rows[:num_judge_test]), np.sort(judge_rows[num_judge_test:])
+    torch.manual_seed(cfg.seed)  # its initial weights depend on the seed alone, not on what ran before
     judge = FactorJudge(dataset.factor_sizes, int(frames.shape[-1]))
     if (out / "judge.safetensors").exists():
         load_weights(out / "judge.safetensors", judge)
@@ -432,7 +433,6 @@ def recombination_inputs(symbol_vae, space: SymbolSpace, triples: list, device) 
 
 def train_judge(judge: FactorJudge, frames: np.ndarray, factors: np.ndarray, settings, seed: int, device) -> None:
     """Adam on the judge's cross-entropy, minibatches drawn at random from (frames, factors)."""
-    torch.manual_seed(seed)
     judge.to(device).train()
     optimizer = torch.optim.Adam(judge.parameters(), lr=settings.lr)
     rng = np.random.default_rng(seed)
