@@ -1,7 +1,8 @@
 """DisBM (Reed, Sohn, Zhang & Lee, ICML 2014, "Learning to Disentangle Factors of Variation with
 Manifold Interaction"): a higher-order Boltzmann machine whose hidden groups interact multiplicatively.
 
-Energy (Gaussian visible units v with fixed standard deviation sigma, binary hidden groups h_1..h_G):
+Energy (Gaussian visible units v with fixed standard deviation sigma, binary hidden groups h_1..h_G;
+v is a frame less a fixed centre, each channel's mean over the first training batch: see `centre`):
 
     E(v, h) = sum_i (v_i - b_i)^2 / (2 sigma^2)
               - sum_{a<b} sum_f (v/sigma . W_f) (h_a . U_{a,f}) (h_b . U_{b,f})     three-way, factored
@@ -130,6 +131,13 @@ class DisBM(VisionModel):
         # PCD's fantasy particles (visible states); `chains_started` is 0 until they are seeded from data.
         self.register_buffer("chains", torch.zeros(self.persistent_chains, visible))
         self.register_buffer("chains_started", torch.zeros((), dtype=torch.long))
+        # The machine models centred frames v - centre: each channel's mean over the first training batch (one
+        # value per channel: a factor sweep's per-pixel mean would be one scene's), fixed from then on and saved
+        # with the weights. Uncentred, a bright colour frame sums ~12,000 same-sign
+        # pixels into every hidden input, and the first CD updates turned every unit on for good (measured on
+        # CollectGoodObjects: all 50 means at 1.000 within five Adam steps; centred, they stay spread).
+        self.register_buffer("centre", torch.zeros(visible))
+        self.register_buffer("centre_set", torch.zeros((), dtype=torch.long))
 
     # ---- energy and conditionals ----------------------------------------------------------------
 
@@ -200,11 +208,15 @@ class DisBM(VisionModel):
 
     # ---- the VisionModel interface ---------------------------------------------------------------
 
+    def centred(self, images: Tensor) -> Tensor:
+        """Frames (N, C, H, W) as the machine's visible states (N, D): flattened, less the centre."""
+        return images.flatten(1) - self.centre
+
     def encode(self, x: Tensor) -> tuple[Tensor, None]:
-        return self.mean_field(x.flatten(1)), None
+        return self.mean_field(self.centred(x)), None
 
     def decode(self, z: Tensor) -> Tensor:
-        mean = self.visible_mean(z).clamp(1e-4, 1 - 1e-4)
+        mean = (self.visible_mean(z) + self.centre).clamp(1e-4, 1 - 1e-4)
         return torch.logit(mean).view(-1, *self.input_shape)
 
     def group_codes(self, mu: Tensor, group: int) -> Tensor:
@@ -255,7 +267,12 @@ class DisBM(VisionModel):
 
     def loss(self, batch, step: int) -> tuple[Tensor, dict[str, float]]:
         images, varying = self._unpack(batch)
-        v = images.flatten(1)
+        if not self.centre_set:
+            with torch.no_grad():
+                channel_means = images.mean((0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+                self.centre.copy_(channel_means.expand(1, *self.input_shape).flatten())
+                self.centre_set.fill_(1)
+        v = self.centred(images)
         mu = self.mean_field(v)
         with torch.no_grad():
             v_neg, h_neg = self.negative_phase(v, mu.detach())
