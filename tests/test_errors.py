@@ -23,7 +23,7 @@ def test_unknown_stage_lists_the_valid_ones(tmp_path):
     proc = run_cli("sea", "runs_dir=runs", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
     assert "unknown stage 'sea' (did you mean 'see'?)" in proc.stderr
-    assert "valid stages: see, act, transfer, diagnose, video, all, compare, leaderboard" in proc.stderr
+    assert "valid stages: see, act, transfer, diagnose, video, scan, all, compare, leaderboard" in proc.stderr
     assert not (tmp_path / "runs").exists()
 
 

@@ -67,6 +67,18 @@ def sacct(env: dict[str, str], job: str) -> list[list[str]]:
     return [line.split("|") for line in text.splitlines()]
 
 
+def settled_sacct(env: dict[str, str], job: str, timeout: float = 120) -> list[list[str]]:
+    """sacct once SLURM has recorded the end of every attempt: submitit returns as soon as a task has
+    written its result, while the task's batch step may still be RUNNING (COMPLETING) for a few seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = sacct(env, job)
+        unsettled = [state for _, state, *_ in states if state in {"PENDING", "RUNNING", "COMPLETING"}]
+        if not unsettled or time.monotonic() > deadline:
+            return states
+        time.sleep(2)
+
+
 def submitted_jobs(runs: Path) -> list[str]:
     """The SLURM job ids of a sweep, from submitit's folders (an array's and one per task, <job>_<task>)."""
     return sorted(p.name for p in runs.glob("multirun/*/.submitit/*") if p.is_dir())
@@ -86,7 +98,7 @@ def test_sweep_runs_as_a_job_array_and_its_runs_make_a_leaderboard(slurm, tmp_pa
     script = (next(runs.glob("multirun/*/.submitit")) / array / f"{array}_submission.sh").read_text().splitlines()
     for line in ("#SBATCH --array=0-1%2", "#SBATCH --cpus-per-task=1", "#SBATCH --job-name=darla"):
         assert line in script, f"{line!r} not in the submitted script"
-    states = sacct(slurm, array)
+    states = settled_sacct(slurm, array)
     print(f"sacct -j {array}:", *("|".join(row) for row in states), sep="\n  ")
     assert [(job, state) for job, state, *_ in states] == [(f"{array}_0", "COMPLETED"), (f"{array}_1", "COMPLETED")]
     for seed in (0, 1):
@@ -123,7 +135,7 @@ def test_job_that_hits_its_time_limit_is_requeued_and_resumes_from_its_checkpoin
             time.sleep(2)
     assert launcher.returncode == 0, (tmp_path / "launcher.log").read_text()[-6000:]
     [job] = submitted_jobs(runs)
-    states = sacct(slurm, job)
+    states = settled_sacct(slurm, job)
     print(f"sacct -D -j {job}:", *("|".join(row) for row in states), sep="\n  ")
     assert [state for _, state, *_ in states[:-1]] == ["REQUEUED"] * (len(states) - 1) and len(states) >= 2
     assert states[-1][1] == "COMPLETED"
