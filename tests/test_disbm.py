@@ -202,3 +202,26 @@ def test_disbm_goes_through_the_see_stage_on_dsprites(tmp_path):
     for name in ("mig", "factor_vae_score", "dci"):
         assert all(v == v for v in metrics["metrics"][name].values())
     assert {"reconstructions.png", "traversals.png", "kl_per_dim.png"} <= {p.name for p in see.iterdir()}
+
+
+def test_bright_colour_frames_do_not_turn_every_unit_on():
+    """Regression: uncentred, bright frames drove all hidden means to 1 within a few Adam steps (CollectGoodObjects)."""
+    torch.manual_seed(0)
+    model = DisBM((3, 64, 64), latent_dim=50, num_factors=2, factors=32)
+    optimizers = model.configure_optimizers(1e-3)
+    rng = np.random.default_rng(0)
+    room = torch.tensor(0.55 + 0.1 * rng.random((3, 64, 64)), dtype=torch.float32)
+
+    def batch(n: int = 32):  # a bright room with a coloured box at random places: a factor sweep of its x
+        images = room.expand(n, -1, -1, -1).clone()
+        for i, x in enumerate(rng.integers(0, 48, n)):
+            images[i, :, 40:56, x : x + 16] = torch.tensor([0.1, 0.9, 0.6])[:, None, None]
+        return images, 0
+
+    for step in range(10):
+        model.training_step(batch(), step, optimizers)
+    with torch.no_grad():
+        images, _ = batch(128)
+        means = model.encode(images)[0]
+    assert (means.mean(0) > 0.99).float().mean() < 0.5, means.mean(0)
+    assert means.std(0).mean() > 0.02, means.std(0)
