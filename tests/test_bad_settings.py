@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import QUICK_NAME, copy_run, run_cli, snapshot
+from conftest import QUICK_NAME, REPO, compose_cfg, copy_run, run_cli, snapshot
 
 # (stage, overrides, the key the message must name)
 BAD = [
@@ -122,3 +122,13 @@ def test_a_traceback_is_shown_on_request(finished, tmp_path):
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "see.frames=0 is not allowed" in proc.stderr
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_passes_the_settings_rules(experiment):
+    from darla.settings import problems
+
+    cfg = compose_cfg("darla", [f"experiment={experiment}", "seed=3"])
+    assert problems(cfg) == [], problems(cfg)
+    if experiment.startswith("ablation_"):  # one run directory per variant and seed
+        assert cfg.name == f"ablations/{experiment.removeprefix('ablation_')}/seed3"
