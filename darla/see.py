@@ -143,6 +143,7 @@ def run(cfg: DictConfig) -> Path:
             log_every=cfg.see.log_every,
             log_dir=out / "tensorboard",
             label=label,
+            precision=cfg.see.precision,
         )
         timings[f"train_{label}_s"] = time.perf_counter() - t0
         return model

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from darla.errors import UserError
+from darla.vision_training import PRECISIONS
 from vision_models.beta_tcvae import ESTIMATORS
 from vision_models.beta_vae import RECONSTRUCTIONS
 from vision_models.dae import DAE_LAYERS
@@ -107,6 +108,7 @@ RULES: dict[str, tuple[Rule, str]] = {
     "see.frames": integer(1),
     "see.checkpoint_every": integer(1),
     "see.log_every": integer(1),
+    "see.precision": one_of(*PRECISIONS),
     "dae.model.latent_dim": integer(1),
     "dae.model.mask_min_frac": number(0, 1),
     "dae.model.mask_max_frac": number(0, 1),

@@ -22,6 +22,8 @@ from darla.artifacts import load_state, rng_state, save_state, set_rng_state
 from darla.latent_env import frames_to_tensor
 from envs.factor_dataset import sample_training_factors, sweep_factors
 
+PRECISIONS = ("fp32", "bf16")
+
 
 class NonFiniteLoss(FloatingPointError):
     pass
@@ -160,12 +162,17 @@ def train_vision(
     log_every: int = 100,
     log_dir: Path | None = None,
     label: str = "vision",
+    precision: str = "fp32",
 ) -> torch.nn.Module:
     """Train ``model`` for ``steps`` minibatches drawn by ``batches`` (FrameBatches or FactorBatches).
 
     The model's ``configure_optimizers`` and ``training_step`` do the update (VisionModel's
     defaults: one Adam over ``loss``); this loop owns sampling, logging, checkpoints and resume.
+    ``precision="bf16"`` runs each training step under bfloat16 autocast (weights and optimiser
+    state stay float32): faster on CPUs with AMX and on GPUs with bf16 (benchmarks/precision.py).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
     model.to(device).train()
     optimizers = model.configure_optimizers(lr)
     sampler = torch.Generator().manual_seed(seed)
@@ -195,7 +202,9 @@ def train_vision(
     writer = SummaryWriter(str(log_dir)) if log_dir else None
     bar = tqdm(total=steps, initial=step, desc=label, unit="step", mininterval=2.0)
     while step < steps:
-        terms = model.training_step(batches(batch_size, sampler, device), step, optimizers)
+        batch = batches(batch_size, sampler, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            terms = model.training_step(batch, step, optimizers)
         bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
         if bad:
             bar.close()

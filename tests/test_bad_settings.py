@@ -20,6 +20,7 @@ BAD = [
     ("see", ["see.frames=1.5"], "see.frames"),
     ("see", ["see.checkpoint_every=0"], "see.checkpoint_every"),
     ("see", ["see.log_every=-1"], "see.log_every"),
+    ("see", ["see.precision=fp16"], "see.precision"),
     ("see", ["vision_model.model.latent_dim=0"], "vision_model.model.latent_dim"),
     ("see", ["vision_model.train.batch_size=0"], "vision_model.train.batch_size"),
     ("see", ["vision_model.train.lr=0"], "vision_model.train.lr"),

@@ -95,6 +95,17 @@ def test_every_model_trains_through_see_and_is_diagnosed(model, tmp_path):
         assert not (see / "reconstructions.png").exists()
 
 
+def test_see_trains_in_bf16_on_request(tmp_path):
+    """see.precision=bf16: the DAE and the β-VAE_DAE train under bfloat16 autocast; the setting is part of the run's."""
+    runs = tmp_path / "runs"
+    check_ok(see_quick_dsprites("beta_vae_dae", runs, "see.precision=bf16"))
+    see = runs / "quick_dsprites_beta_vae_dae" / "see"
+    assert read_json(see / "config.json")["see"]["precision"] == "bf16"  # the settings the run was made with
+    assert read_json(see / "metrics.json")["metrics"]["mig"]["mig"] >= 0
+    again = run_cli("see", "experiment=quick_dsprites", "vision_model=beta_vae_dae", f"runs_dir={runs}", cwd=tmp_path)
+    assert again.returncode != 0 and "(see differ)" in again.stderr  # an fp32 run is another run
+
+
 def test_diagnose_rewrites_metrics_of_a_finished_run_and_keeps_its_weights(tmp_path):
     runs = tmp_path / "runs"
     check_ok(see_quick_dsprites("beta_vae", runs))
