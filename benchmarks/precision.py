@@ -83,36 +83,36 @@ def held_out_loss(model, images: torch.Tensor, step: int) -> dict[str, float]:
     return {**terms, "total": float(total)}
 
 
-def main() -> None:
-    cfg = compose("see", [f"seed={ARGS.seed}", f"device={ARGS.device}"])
+def main(args: argparse.Namespace) -> None:
+    cfg = compose("see", [f"seed={args.seed}", f"device={args.device}"])
     device = resolve_device(cfg.device)
-    if ARGS.frames:
-        frames = read_npz(ARGS.frames, "frames")["frames"]
+    if args.frames:
+        frames = read_npz(args.frames, "frames")["frames"]
     else:
-        print(f"collecting {ARGS.collect} frames from the vision domains ...", flush=True)
-        frames = collect_frames(domains(cfg, "vision"), ARGS.collect, cfg.num_envs, cfg.vec_env, cfg.seed)["frames"]
-    train_frames, eval_images = frames[: -ARGS.eval], frames_to_tensor(frames[-ARGS.eval :], device)
+        print(f"collecting {args.collect} frames from the vision domains ...", flush=True)
+        frames = collect_frames(domains(cfg, "vision"), args.collect, cfg.num_envs, cfg.vec_env, cfg.seed)["frames"]
+    train_frames, eval_images = frames[: -args.eval], frames_to_tensor(frames[-args.eval :], device)
     cpuinfo = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
     bf16_flags = sorted({flag for flag in cpuinfo if flag in ("amx_bf16", "amx_tile", "avx512_bf16")}) or ["none"]
     print(
         f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
         f"CPU {torch.backends.cpu.get_cpu_capability()} with bf16 flags {', '.join(bf16_flags)}, "
-        f"load average {os.getloadavg()[0]:.2f}; {len(train_frames)} training frames, {ARGS.eval} held out, "
-        f"{ARGS.steps} steps per run"
+        f"load average {os.getloadavg()[0]:.2f}; {len(train_frames)} training frames, {args.eval} held out, "
+        f"{args.steps} steps per run"
     )
     results = []
-    for name in ARGS.models:
-        mcfg = compose("see", [f"seed={ARGS.seed}", f"vision_model={name}"])
+    for name in args.models:
+        mcfg = compose("see", [f"seed={args.seed}", f"vision_model={name}"])
         parts = {}
         for part in pretrained_parts(mcfg.vision_model):  # trained once, in float32, shared by the three runs
-            torch.manual_seed(ARGS.seed)
+            torch.manual_seed(args.seed)
             parts[part] = instantiate(mcfg[part].model)
-            train(parts[part], train_frames, mcfg[part], ARGS.steps, ARGS.seed, "fp32", device, ARGS.warmup)
-        for precision, seed in (("fp32", ARGS.seed), ("bf16", ARGS.seed), ("fp32", ARGS.seed + 1)):
+            train(parts[part], train_frames, mcfg[part], args.steps, args.seed, "fp32", device, args.warmup)
+        for precision, seed in (("fp32", args.seed), ("bf16", args.seed), ("fp32", args.seed + 1)):
             torch.manual_seed(seed + 1)  # as the see stage seeds the vision model
             model = build_model(mcfg.vision_model, **copy.deepcopy(parts)).to(device)
-            speed = train(model, train_frames, mcfg.vision_model, ARGS.steps, seed, precision, device, ARGS.warmup)
-            loss = held_out_loss(model, eval_images, ARGS.steps)
+            speed = train(model, train_frames, mcfg.vision_model, args.steps, seed, precision, device, args.warmup)
+            loss = held_out_loss(model, eval_images, args.steps)
             results.append({"model": name, "precision": precision, "seed": seed, "steps_per_s": speed, "loss": loss})
             terms = ", ".join(f"{k} {v:.4g}" for k, v in loss.items())
             print(f"{name:14s} {precision} seed {seed}: {speed:6.2f} steps/s; held-out {terms}", flush=True)
@@ -126,12 +126,12 @@ def main() -> None:
             f"(another seed: {noise:.4g}): {verdict} seed noise"
         )
         results.append({"model": name, "speedup": speedup, "loss_change": change, "seed_noise": noise})
-    if ARGS.json:
-        ARGS.json.write_text(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    ARGS = parse_args()
-    if ARGS.quick:
-        ARGS.collect, ARGS.steps, ARGS.warmup, ARGS.eval = 300, 12, 2, 32
-    main()
+    args = parse_args()
+    if args.quick:
+        args.collect, args.steps, args.warmup, args.eval = 300, 12, 2, 32
+    main(args)

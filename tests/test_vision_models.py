@@ -195,34 +195,18 @@ def test_bf16_training_steps_autocast_and_keep_float32_weights(tmp_path):
     from darla.vision_training import FrameBatches, train_vision
 
     frames = (images(32).permute(0, 2, 3, 1) * 255).to(torch.uint8).numpy()
-    trained = {}
-    for precision in ("fp32", "bf16"):
-        model = MODELS["beta_vae_dae_pre_activation"]()
-        trained[precision] = train_vision(
-            model,
-            FrameBatches(frames),
-            steps=3,
-            batch_size=8,
-            lr=1e-3,
-            checkpoint=tmp_path / f"{precision}.safetensors",
-            seed=0,
-            device=torch.device("cpu"),
-            precision=precision,
-        )
+
+    def train(model, precision: str, steps: int = 3):
+        batches, cpu = FrameBatches(frames), torch.device("cpu")
+        checkpoint = tmp_path / f"{precision}.safetensors"
+        return train_vision(model, batches, steps=steps, batch_size=8, lr=1e-3, checkpoint=checkpoint, seed=0,
+                            device=cpu, precision=precision)  # fmt: skip
+
+    trained = {p: train(MODELS["beta_vae_dae_pre_activation"](), p) for p in ("fp32", "bf16")}
     fp32, bf16 = (dict(trained[p].named_parameters()) for p in ("fp32", "bf16"))
     assert all(p.dtype == torch.float32 for p in bf16.values())
     moved = {k: (bf16[k] - fp32[k]).abs().max().item() for k in fp32}
     assert max(moved.values()) > 0  # the steps really ran in bfloat16 ...
     assert max(moved.values()) < 1e-2  # ... and stayed close to float32's (three Adam steps of lr 1e-3)
     with pytest.raises(ValueError, match="precision is 'fp16'; expected one of fp32, bf16"):
-        train_vision(
-            MODELS["dae"](),
-            FrameBatches(frames),
-            steps=1,
-            batch_size=8,
-            lr=1e-3,
-            checkpoint=tmp_path / "x.safetensors",
-            seed=0,
-            device=torch.device("cpu"),
-            precision="fp16",
-        )
+        train(MODELS["dae"](), "fp16", steps=1)
