@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+from scipy import stats
 
 from darla.artifacts import MANIFEST, atomic_write, read_json, read_jsonl, read_manifest, write_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
@@ -426,45 +427,7 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
         root / "returns_per_domain.png",
     )
 
-    # DARLA's headline figure: does a more disentangled vision transfer better? One panel per
-    # score and outcome, one dot per run, Spearman's rho over all runs that have the score; the task
-    # probe also against source return (does the probe predict what RL will learn?). The rhos go to
-    # correlations.json.
-    titles = score_titles(runs)
-    outcomes = {
-        "source return": lambda r: r.mean_return("source"),
-        "target return": lambda r: r.mean_return("target"),
-        "transfer ratio": lambda r: r.transfer_ratio,
-    }
-    panels, correlations = [], {}
-    for outcome, value in outcomes.items():
-        for title in titles:
-            scored = [r for r in runs if title in r.metrics and np.isfinite(value(r))]
-            if len(scored) < 2:
-                continue
-            xs, ys = [r.metrics[title] for r in scored], [value(r) for r in scored]
-            rho = rank_correlation(xs, ys)
-            correlations.setdefault(title, {})[outcome] = {"spearman_rho": rho, "n": len(scored)}
-            if outcome == "source return" and title not in dict(PROBE_SCORES).values():
-                continue
-            panels.append(
-                {
-                    "x": xs,
-                    "y": ys,
-                    "series": [r.vision_model for r in scored],
-                    "xlabel": title,
-                    "ylabel": outcome,
-                    "title": f"{title}: rho = {rho:.2f} (n={len(scored)})",
-                }
-            )
-    if panels:
-        save_figure(
-            scatter_plot(
-                panels, title="Disentanglement and task probe of the vision against transfer (one dot per run)"
-            ),
-            root / "disentanglement_vs_transfer.png",
-        )
-        write_json(root / "correlations.json", correlations)
+    write_correlations(root, runs)
 
     # Transfer against shift size, for targets graded by one shift's intensity.
     shifts = graded_shifts(runs[0].roles, runs[0].domain_settings)
@@ -516,15 +479,138 @@ def _plot(root: Path, runs: list[RunResult], by_model: dict[str, list[RunResult]
         )
 
 
+# Bootstrap resamples of the runs for each rank correlation's 95% interval (fixed seed: same files).
+RHO_RESAMPLES = 2000
+
+
+def rho_interval(xs, ys, rng: np.random.Generator) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of Spearman's rho, resampling runs; resamples in which x or y is
+    constant (rho undefined) are left out."""
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    picks = rng.integers(0, len(x), size=(RHO_RESAMPLES, len(x)))
+    rx, ry = (stats.rankdata(v[picks], axis=1) for v in (x, y))  # Spearman = Pearson on average ranks
+    rx, ry = rx - rx.mean(axis=1, keepdims=True), ry - ry.mean(axis=1, keepdims=True)
+    norm = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    defined = norm > 0
+    rhos = np.clip((rx * ry).sum(axis=1)[defined] / norm[defined], -1.0, 1.0)
+    return (float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))) if rhos.size else (np.nan, np.nan)
+
+
+def write_correlations(out: Path, runs) -> dict:
+    """DARLA's headline figure: does a more disentangled vision transfer better? One panel per score
+    and outcome, one dot per run, Spearman's rho (with a bootstrap 95% interval over runs) over all runs
+    that have the score; the task probe also against source return (does the probe predict what RL will
+    learn?). Writes disentanglement_vs_transfer.png and correlations.json to ``out``; ``runs`` are
+    RunResults or LedgerRows (anything with vision_model, metrics, mean_return and transfer_ratio)."""
+    titles = score_titles(runs)
+    outcomes = {
+        "source return": lambda r: r.mean_return("source"),
+        "target return": lambda r: r.mean_return("target"),
+        "transfer ratio": lambda r: r.transfer_ratio,
+    }
+    panels, correlations = [], {}
+    for outcome, value in outcomes.items():
+        for title in titles:
+            scored = [r for r in runs if np.isfinite(r.metrics.get(title, np.nan)) and np.isfinite(value(r))]
+            if len(scored) < 2:
+                continue
+            xs, ys = [r.metrics[title] for r in scored], [value(r) for r in scored]
+            rho = rank_correlation(xs, ys)
+            low, high = rho_interval(xs, ys, bootstrap_rng(f"{title}/{outcome}"))
+            correlations.setdefault(title, {})[outcome] = {"spearman_rho": rho, "n": len(scored), "ci95": [low, high]}
+            if outcome == "source return" and title not in dict(PROBE_SCORES).values():
+                continue
+            panels.append(
+                {
+                    "x": xs,
+                    "y": ys,
+                    "series": [r.vision_model for r in scored],
+                    "xlabel": title,
+                    "ylabel": outcome,
+                    "title": f"{title}: rho = {rho:.2f} [{low:.2f}, {high:.2f}] (n={len(scored)})",
+                }
+            )
+    if panels:
+        save_figure(
+            scatter_plot(
+                panels, title="Disentanglement and task probe of the vision against transfer (one dot per run)"
+            ),
+            out / "disentanglement_vs_transfer.png",
+        )
+        write_json(out / "correlations.json", correlations)
+    return correlations
+
+
+@dataclass
+class LedgerRow:
+    """One line of a runs.csv (this module's, or a results ledger built from several): enough to
+    correlate scores with returns when the runs themselves are gone."""
+
+    vision_model: str
+    seed: int
+    source: float
+    target: float
+    transfer_ratio: float
+    metrics: dict[str, float]
+
+    def mean_return(self, role: str) -> float:
+        return {"source": self.source, "target": self.target}[role]
+
+
+def read_ledger(path: Path) -> list[LedgerRow]:
+    """A runs.csv -> its rows; the score columns are the shipped metrics' headline titles and the probe's."""
+    known = {t for keys in shipped_headlines().values() for t in keys.values()} | set(dict(PROBE_SCORES).values())
+    with Path(path).open(newline="") as f:
+        table = list(csv.DictReader(f))
+    missing = {"vision_model", "seed", "source", "target", "transfer_ratio"} - set(table[0] if table else {})
+    if missing:
+        raise ValueError(f"{path}: not a runs.csv: no column {', '.join(sorted(missing))} (or no rows)")
+    number = lambda text: float(text) if text not in ("", None) else float("nan")  # noqa: E731
+    return [
+        LedgerRow(
+            row["vision_model"],
+            int(row["seed"]),
+            number(row["source"]),
+            number(row["target"]),
+            number(row["transfer_ratio"]),
+            {t: number(v) for t, v in row.items() if t in known and v not in ("", None)},
+        )
+        for row in table
+    ]
+
+
+def correlations_text(correlations: dict) -> str:
+    """correlations.json as a markdown table: one row per score, rho [95% interval] per outcome."""
+    outcomes = list(dict.fromkeys(o for per in correlations.values() for o in per))
+    lines = [f"| score | {' | '.join(outcomes)} |", "|---" * (len(outcomes) + 1) + "|"]
+    for title, per in correlations.items():
+        cells = [
+            f"{per[o]['spearman_rho']:.2f} [{per[o]['ci95'][0]:.2f}, {per[o]['ci95'][1]:.2f}] (n={per[o]['n']})"
+            if o in per
+            else ""
+            for o in outcomes
+        ]
+        lines.append(f"| {title} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m darla.stage leaderboard <comparison dir>``: re-make the leaderboard from the raw files."""
+    """``python -m darla.stage leaderboard <comparison dir>``: re-make the leaderboard from the raw files;
+    ``leaderboard <runs.csv>``: the score-return correlations of a results ledger, written beside it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0].startswith("-"):
         raise SystemExit(
             "usage: python -m darla.stage leaderboard <comparison directory, e.g. runs/compare_collect_good_objects>"
+            " | <runs.csv ledger, e.g. results/runs.csv>"
         )
+    target = Path(argv[0])
     try:
-        build_leaderboard(Path(argv[0]))
+        if target.suffix == ".csv":
+            if not target.is_file():
+                raise FileNotFoundError(f"{target} is not a file")
+            print(correlations_text(write_correlations(target.parent, read_ledger(target))))
+            return
+        build_leaderboard(target)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"darla leaderboard: error: {err}") from None
-    print((Path(argv[0]) / "leaderboard.md").read_text())
+    print((target / "leaderboard.md").read_text())

@@ -19,7 +19,7 @@ STAGES = {
     "scan": ("darla.scan", "SCAN: symbols grounded in a see run's latents: scan see_run=<see run> [scan.out=<dir>]"),
     "all": ("darla.pipeline", "see, act and transfer in order, with the same overrides"),
     "compare": ("darla.compare", "all for every vision model x seed (a multirun), then the leaderboard"),
-    "leaderboard": ("darla.leaderboard", "re-make a comparison's leaderboard from its runs: leaderboard <dir>"),
+    "leaderboard": ("darla.leaderboard", "re-make a leaderboard: leaderboard <dir>; a ledger's rhos: <runs.csv>"),
 }
 
 

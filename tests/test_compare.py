@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from conftest import TINY_SWEEP, check_ok, output, reseal, run_cli, snapshot
 from darla.artifacts import read_json
 from darla.evaluation import interquartile_mean, rank_correlation, stratified_bootstrap_ci
-from darla.leaderboard import build_leaderboard
+from darla.leaderboard import bootstrap_rng, build_leaderboard, rho_interval
 
 TARGETS = ["heldout_pairing", "sky_red"]
 TINY = [
@@ -153,6 +153,31 @@ def test_leaderboard_refuses_runs_on_different_domains_and_an_empty_directory(co
     (tmp_path / "empty").mkdir()
     proc = run_cli("leaderboard", str(tmp_path / "empty"), cwd=tmp_path)
     assert proc.returncode != 0 and "no finished runs" in output(proc)
+
+
+def test_a_ledgers_correlations_are_those_of_its_runs_and_a_bad_ledger_is_refused(comparison, tmp_path):
+    """``leaderboard <runs.csv>`` gives the ρ the leaderboard gave from the run directories themselves."""
+    _, tiny, _, _ = comparison
+    assert (tiny / "correlations.json").exists()
+    shutil.copy(tiny / "runs.csv", tmp_path / "runs.csv")
+    proc = check_ok(run_cli("leaderboard", str(tmp_path / "runs.csv"), cwd=tmp_path))
+    assert (tmp_path / "correlations.json").read_text() == (tiny / "correlations.json").read_text()
+    assert (tmp_path / "disentanglement_vs_transfer.png").stat().st_size > 0
+    assert "| Task probe |" in output(proc)
+    (tmp_path / "bad.csv").write_text("vision_model,seed\noracle,0\n")
+    proc = run_cli("leaderboard", str(tmp_path / "bad.csv"), cwd=tmp_path)
+    assert proc.returncode != 0 and "bad.csv: not a runs.csv: no column source, target, transfer_ratio" in output(proc)
+    proc = run_cli("leaderboard", str(tmp_path / "absent.csv"), cwd=tmp_path)
+    assert proc.returncode != 0 and "absent.csv is not a file" in output(proc)
+
+
+def test_the_interval_of_rho_is_a_point_for_a_perfect_order_and_holds_rho_otherwise():
+    x = np.arange(8.0)
+    assert rho_interval(x, 2 * x + 1, bootstrap_rng("t")) == pytest.approx((1.0, 1.0))
+    assert rho_interval(x, -x, bootstrap_rng("t")) == pytest.approx((-1.0, -1.0))
+    y = np.random.default_rng(0).normal(size=8) + 0.5 * x
+    low, high = rho_interval(x, y, bootstrap_rng("t"))
+    assert low < rank_correlation(x, y) < high and -1.0 <= low < high <= 1.0
 
 
 def test_leaderboard_names_the_runs_it_leaves_out_unfinished(comparison, tmp_path):
