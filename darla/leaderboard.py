@@ -20,6 +20,10 @@ Outputs in ``<dir>``: leaderboard.md, leaderboard.csv (one row per vision model)
 row per run), returns_per_domain.png, disentanglement_vs_transfer.png (its rank correlations in
 correlations.json), training_curves.png, and transfer_vs_shift.png where targets are graded by a
 shift's intensity; each figure (vision_models/plots.py, matplotlib) also as a PDF of the same name.
+
+A runs.csv is also a results ledger: rows appended from several leaderboards keep what the tables,
+the returns plot and the correlations need when the run directories are gone, and
+``python -m darla.stage leaderboard <runs.csv>`` writes them beside it from its rows alone.
 """
 
 from __future__ import annotations
@@ -356,6 +360,16 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
     """Gather the runs under ``root`` and write the leaderboard files and plots there."""
     root = Path(root)
     runs = find_runs(root)
+    rows = write_leaderboard(root, root.name, runs, order, unfinished_runs(root))
+    atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))
+    return rows
+
+
+def write_leaderboard(
+    out: Path, title: str, runs: list[RunResult], order: list[str] | None = None, unfinished: list[str] = ()
+) -> list[dict]:
+    """The tables (leaderboard.md, leaderboard.csv) and plots of ``runs`` (one row per vision model,
+    models in ``order`` first), written to ``out``."""
     _check_same_domains(runs)
     models = list(
         dict.fromkeys(
@@ -374,25 +388,23 @@ def build_leaderboard(root: Path, order: list[str] | None = None) -> list[dict]:
         f"The random policy (uniform actions on the same episodes, {reference['seeds']} runs): source "
         f"{_cell(reference.get('source'))}, target {_cell(reference.get('target'))}.\n"
         if reference
-        else "The random policy did not play in these runs (transfer.random_policy=false): no reference.\n"
+        else "The random policy did not play in these runs (transfer.random_policy=false, or a ledger): no reference.\n"
     )
     text = (
-        f"# Leaderboard: {root.name}\n\n"
+        f"# Leaderboard: {title}\n\n"
         "Each cell: interquartile mean over seeds × domains [stratified-bootstrap 95% interval] "
         "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
         "Metrics: mean over seeds of the vision stage's scores.\n\n"
         f"{markdown_table(rows)}\n\n{random_note}\nRuns: {seeds_note}.\n"
         + (f"\nWarnings (darla/sanity.py):\n{warnings}" if warnings else "")
     )
-    unfinished = unfinished_runs(root)
     if unfinished:
         text += f"\nUnfinished, left out ({len(unfinished)}): {', '.join(unfinished)}.\n"
-    atomic_write(root / "leaderboard.md", lambda tmp: tmp.write_text(text))
+    atomic_write(out / "leaderboard.md", lambda tmp: tmp.write_text(text))
     atomic_write(
-        root / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows + ([reference] if reference else [])))
+        out / "leaderboard.csv", lambda tmp: tmp.write_text(csv_text(rows + ([reference] if reference else [])))
     )
-    atomic_write(root / "runs.csv", lambda tmp: tmp.write_text(runs_csv_text(runs)))
-    _plot(root, runs, by_model)
+    _plot(out, runs, by_model)
     return rows
 
 
@@ -501,7 +513,7 @@ def write_correlations(out: Path, runs) -> dict:
     and outcome, one dot per run, Spearman's rho (with a bootstrap 95% interval over runs) over all runs
     that have the score; the task probe also against source return (does the probe predict what RL will
     learn?). Writes disentanglement_vs_transfer.png and correlations.json to ``out``; ``runs`` are
-    RunResults or LedgerRows (anything with vision_model, metrics, mean_return and transfer_ratio)."""
+    RunResults."""
     titles = score_titles(runs)
     outcomes = {
         "source return": lambda r: r.mean_return("source"),
@@ -537,46 +549,66 @@ def write_correlations(out: Path, runs) -> dict:
             ),
             out / "disentanglement_vs_transfer.png",
         )
-        write_json(out / "correlations.json", correlations)
+    write_json(out / "correlations.json", correlations)
     return correlations
 
 
-@dataclass
-class LedgerRow:
-    """One line of a runs.csv (this module's, or a results ledger built from several): enough to
-    correlate scores with returns when the runs themselves are gone."""
-
-    vision_model: str
-    seed: int
-    source: float
-    target: float
-    transfer_ratio: float
-    metrics: dict[str, float]
-
-    def mean_return(self, role: str) -> float:
-        return {"source": self.source, "target": self.target}[role]
+ENV_CONFIGS = Path(str(importlib.resources.files("configs"))) / "env"
 
 
-def read_ledger(path: Path) -> list[LedgerRow]:
-    """A runs.csv -> its rows; the score columns are the shipped metrics' headline titles and the probe's."""
+def ledger_roles(path: Path, domains: list[str], table: list[dict]) -> tuple[dict[str, str], dict[str, str]]:
+    """A ledger's domain columns -> (roles, groups). The source columns are the first k, for a k whose
+    means give every row's own source and target columns: the k of the shipped env config (configs/env)
+    whose source domains those are, with its target groups, or else the only k that fits."""
+    means = np.array([[float(row[d]) for d in domains] for row in table])
+    stored = np.array([[float(row["source"]), float(row["target"])] for row in table])
+    fits = [
+        k
+        for k in range(1, len(domains))
+        if np.allclose(np.stack([means[:, :k].mean(axis=1), means[:, k:].mean(axis=1)], axis=1), stored, atol=1e-9)
+    ]
+    roles = lambda k: {d: "source" if i < k else "target" for i, d in enumerate(domains)}  # noqa: E731
+    for config in sorted(ENV_CONFIGS.glob("*.yaml")):
+        env = OmegaConf.load(config)  # read as data: nothing in it is instantiated
+        k = len(env.get("source") or [])
+        if k in fits and list(env.source) == domains[:k]:
+            named = {d: g for g, members in (env.get("target_groups") or {}).items() for d in members}
+            return roles(k), {d: named[d] for d in domains[k:] if d in named}
+    if len(fits) != 1:
+        raise ValueError(
+            f"{path}: cannot tell its source columns from its target columns: the means of the first k domain "
+            f"columns give every row's source and target for k in {fits} (one k must)"
+        )
+    return roles(fits[0]), {}
+
+
+def read_ledger(path: Path) -> list[RunResult]:
+    """A runs.csv (a leaderboard's, or a results ledger of rows appended from several) -> its runs, with
+    what the tables and correlations need when the run directories are gone: per-domain returns, the
+    scores (the shipped metrics' headline titles and the probe's), commit and path."""
     known = {t for keys in shipped_headlines().values() for t in keys.values()} | set(dict(PROBE_SCORES).values())
     with Path(path).open(newline="") as f:
         table = list(csv.DictReader(f))
     missing = {"vision_model", "seed", "source", "target", "transfer_ratio"} - set(table[0] if table else {})
     if missing:
         raise ValueError(f"{path}: not a runs.csv: no column {', '.join(sorted(missing))} (or no rows)")
-    number = lambda text: float(text) if text not in ("", None) else float("nan")  # noqa: E731
-    return [
-        LedgerRow(
+    fixed = {"vision_model", "seed", "source", "target", "transfer_ratio", "commit", "path"}
+    domains = [c for c in table[0] if c not in fixed | known]
+    roles, groups = ledger_roles(path, domains, table)
+    runs = [
+        RunResult(
+            Path(row.get("path") or ""),
             row["vision_model"],
             int(row["seed"]),
-            number(row["source"]),
-            number(row["target"]),
-            number(row["transfer_ratio"]),
-            {t: number(v) for t, v in row.items() if t in known and v not in ("", None)},
+            {d: float(row[d]) for d in domains},
+            roles,
+            groups,
+            {t: float(v) for t, v in row.items() if t in known and v not in ("", None)},
+            commit=row.get("commit") or "",
         )
         for row in table
     ]
+    return sorted(runs, key=lambda r: (r.vision_model, r.seed))
 
 
 def correlations_text(correlations: dict) -> str:
@@ -596,7 +628,7 @@ def correlations_text(correlations: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m darla.stage leaderboard <comparison dir>``: re-make the leaderboard from the raw files;
-    ``leaderboard <runs.csv>``: the score-return correlations of a results ledger, written beside it."""
+    ``leaderboard <runs.csv>``: the same tables, plots and correlations of a results ledger's rows, beside it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0].startswith("-"):
         raise SystemExit(
@@ -608,9 +640,11 @@ def main(argv: list[str] | None = None) -> None:
         if target.suffix == ".csv":
             if not target.is_file():
                 raise FileNotFoundError(f"{target} is not a file")
-            print(correlations_text(write_correlations(target.parent, read_ledger(target))))
-            return
-        build_leaderboard(target)
+            write_leaderboard(target.parent, target.name, read_ledger(target))
+        else:
+            build_leaderboard(target)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"darla leaderboard: error: {err}") from None
-    print((target / "leaderboard.md").read_text())
+    out = target.parent if target.suffix == ".csv" else target
+    print((out / "leaderboard.md").read_text())
+    print(correlations_text(read_json(out / "correlations.json")))

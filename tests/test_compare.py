@@ -155,8 +155,8 @@ def test_leaderboard_refuses_runs_on_different_domains_and_an_empty_directory(co
     assert proc.returncode != 0 and "no finished runs" in output(proc)
 
 
-def test_a_ledgers_correlations_are_those_of_its_runs_and_a_bad_ledger_is_refused(comparison, tmp_path):
-    """``leaderboard <runs.csv>`` gives the ρ the leaderboard gave from the run directories themselves."""
+def test_a_ledger_gives_the_tables_and_correlations_of_its_runs_and_a_bad_ledger_is_refused(comparison, tmp_path):
+    """``leaderboard <runs.csv>`` gives the table and ρ the leaderboard gave from the run directories themselves."""
     _, tiny, _, _ = comparison
     assert (tiny / "correlations.json").exists()
     shutil.copy(tiny / "runs.csv", tmp_path / "runs.csv")
@@ -164,9 +164,26 @@ def test_a_ledgers_correlations_are_those_of_its_runs_and_a_bad_ledger_is_refuse
     assert (tmp_path / "correlations.json").read_text() == (tiny / "correlations.json").read_text()
     assert (tmp_path / "disentanglement_vs_transfer.png").stat().st_size > 0
     assert "| Task probe |" in output(proc)
+    # ... and the same returns table: IQM, interval, mean and std of every column, per model
+    numbers = lambda path: [  # noqa: E731
+        {k: v for k, v in row.items() if k.endswith(("_iqm", "_ci_low", "_ci_high", "_mean", "_std"))}
+        for row in csv.DictReader(path.open())
+    ]
+    assert numbers(tmp_path / "leaderboard.csv") == numbers(tiny / "leaderboard.csv") != []
+    assert {"heldout_iqm", "ood1_iqm"} <= set(numbers(tmp_path / "leaderboard.csv")[0])
+    assert (tmp_path / "returns_per_domain.png").stat().st_size > 0
+    assert "| oracle | 2 |" in (tmp_path / "leaderboard.md").read_text()
     (tmp_path / "bad.csv").write_text("vision_model,seed\noracle,0\n")
     proc = run_cli("leaderboard", str(tmp_path / "bad.csv"), cwd=tmp_path)
     assert proc.returncode != 0 and "bad.csv: not a runs.csv: no column source, target, transfer_ratio" in output(proc)
+    rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    rows[0]["source"] = "2.5"  # a row whose domains do not give its own source return
+    with (tmp_path / "edited.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    proc = run_cli("leaderboard", str(tmp_path / "edited.csv"), cwd=tmp_path)
+    assert proc.returncode != 0 and "edited.csv: cannot tell its source columns from its target columns" in output(proc)
     proc = run_cli("leaderboard", str(tmp_path / "absent.csv"), cwd=tmp_path)
     assert proc.returncode != 0 and "absent.csv is not a file" in output(proc)
 
