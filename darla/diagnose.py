@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from darla.artifacts import MANIFEST, find_parent
+from darla.artifacts import MANIFEST, find_parent, read_json
 from darla.config import prepare, resolve_device
 from darla.errors import user_facing
 from darla.runs import load_vision_model
@@ -27,6 +27,9 @@ def run(cfg: DictConfig) -> Path:
     model, manifest = load_vision_model(see_dir)
     dataset = make_factor_dataset(manifest.get("factor_dataset"), see_dir / MANIFEST)
     device = resolve_device(cfg.device)
+    # The see run's own seed (its metrics' samples, its object frames), so that diagnosing again gives
+    # the numbers the see run wrote, whatever this command's seed.
+    cfg.seed = int(read_json(see_dir / "config.json")["seed"])
     start = time.perf_counter()
     diagnose_see_run(model, see_dir, manifest, dataset, cfg, device)
     log.info(f"wrote the diagnostics of {see_dir} in {time.perf_counter() - start:.1f}s")

@@ -12,7 +12,8 @@ report a task state (``info["state"]``):
 The quantities are the env's: its config names a function of the state vectors
 (``env.task_quantities``, e.g. envs.collect_good_objects.task_quantities) or, without one, every
 varying dimension of the state is a quantity. The summary numbers are the mean MLP score on the
-held-out episodes (``heldout``) and over the target domains (``targets``, and per target group).
+held-out episodes (``heldout``; also per vision domain, ``heldout_by_domain``) and over the target
+domains (``targets``, and per target group).
 """
 
 from __future__ import annotations
@@ -77,24 +78,35 @@ class TaskProbe:
             values = [v for v in values if v is not None]
             return float(np.mean(values)) if values else None
 
-        targets = [s for s in self.tests if s != HELDOUT]
+        by_domain = [s for s in self.tests if s.startswith(HELDOUT + "/")]
+        targets = [s for s in self.tests if s != HELDOUT and s not in by_domain]
         result["heldout"] = result["summary"].get(HELDOUT)
+        result["heldout_by_domain"] = {s.split("/", 1)[1]: result["summary"][s] for s in by_domain}
         result["targets"] = mean(targets)
         result["groups"] = {group: mean(names) for group, names in self.groups.items()}
         return result
 
     @classmethod
     def of_frames(
-        cls, data: dict[str, np.ndarray], played: dict[str, np.ndarray] | None, cfg: DictConfig
+        cls,
+        data: dict[str, np.ndarray],
+        played: dict[str, np.ndarray] | None,
+        cfg: DictConfig,
+        vision_names: list[str] = (),
     ) -> TaskProbe | None:
-        """The probe over exploration frames ``data`` (frames, state, episode) and, if given, the
-        target frames ``played`` (names, frames, domain, state) (see target_frames)."""
+        """The probe over exploration frames ``data`` (frames, state, episode, domain: an index into
+        ``vision_names``) and, if given, the target frames ``played`` (names, frames, domain, state)
+        (see target_frames). The held-out episodes are also scored per vision domain
+        (``heldout_episodes/<domain>``): which domains' frames the representation reads the task in."""
         settings = cfg.probe
         quantities = quantity_function(cfg.env)
         held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
         if held_out.all():
             return None  # nothing to fit on
         tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
+        for i, name in enumerate(vision_names if "domain" in data else []):
+            where = held_out & (data["domain"] == i)
+            tests[f"{HELDOUT}/{name}"] = (data["frames"][where], quantities(data["state"][where]))
         for i, name in enumerate(played["names"] if played is not None else []):
             where = played["domain"] == i
             tests[str(name)] = (played["frames"][where], quantities(played["state"][where]))
@@ -129,7 +141,8 @@ class TaskProbe:
                 f"{see_dir} was made on env {manifest.get('env_id')!r}, but this command's env is "
                 f"{cfg.env.id!r}; pass the see run's env (env=...) for its task probe"
             )
-        return cls.of_frames(data, target_frames(see_dir, cfg) if targets else None, cfg)
+        vision_names = list(manifest.get("vision_domains") or {})
+        return cls.of_frames(data, target_frames(see_dir, cfg) if targets else None, cfg, vision_names)
 
     @classmethod
     def of_own_frames(cls, out: Path, cfg: DictConfig) -> TaskProbe | None:
@@ -137,8 +150,8 @@ class TaskProbe:
         frames of the vision domains (``probe.exploration_frames``, random policy, probe_exploration.npz)
         and target frames, collected once into ``out``. None if the env reports no task state."""
         path = out / "probe_exploration.npz"
+        vision = domains(cfg, "vision") if cfg.env.get("vision") else []
         if not path.exists():
-            vision = domains(cfg, "vision") if cfg.env.get("vision") else []
             if not vision:
                 return None
             data = collect_frames(
@@ -147,7 +160,7 @@ class TaskProbe:
             if "state" not in data:
                 return None
             save_npz(path, **{k: data[k] for k in ("frames", "domain", "episode", "state")})
-        return cls.of_frames(read_npz(path), target_frames(out, cfg), cfg)
+        return cls.of_frames(read_npz(path), target_frames(out, cfg), cfg, [d.name for d in vision])
 
 
 def target_frames(run: Path, cfg: DictConfig) -> dict[str, np.ndarray]:

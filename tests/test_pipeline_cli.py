@@ -84,7 +84,11 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
         "nearest_bearing",
         "nearest_distance",
     }
-    assert set(probe["summary"]) == {"heldout_episodes", "heldout_pairing", "cam_fov_40", "distractors"}
+    by_domain = {s for s in probe["summary"] if s.startswith("heldout_episodes/")}  # each vision domain's too
+    assert set(probe["summary"]) - by_domain == {"heldout_episodes", "heldout_pairing", "cam_fov_40", "distractors"}
+    vision = list(read_json(see / "manifest.json")["vision_domains"])
+    assert set(probe["heldout_by_domain"]) == {s.split("/")[1] for s in by_domain} <= set(vision)
+    assert by_domain  # (a quick run holds out few episodes: not every domain has one)
     assert set(probe["groups"]) == {"heldout", "ood2"}  # the groups of the three targets played
     assert all(v is None or 0 <= v <= 1 for v in [probe["heldout"], probe["targets"], *probe["summary"].values()])
     for name in ("heldout_pairing", "cam_fov_40", "distractors"):  # a file per target domain (and settings)

@@ -106,6 +106,20 @@ def test_see_trains_in_bf16_on_request(tmp_path):
     assert again.returncode != 0 and "(see differ)" in again.stderr  # an fp32 run is another run
 
 
+def test_diagnose_gives_again_the_numbers_of_the_see_run_it_diagnoses(tmp_path):
+    """diagnose draws with the see run's own seed, not its own config's default (same metric settings)."""
+    runs = tmp_path / "runs"
+    check_ok(see_quick_dsprites("beta_vae", runs, "seed=3", "name=seeded"))
+    see = runs / "seeded" / "see"
+    scores = lambda: {  # noqa: E731
+        metric: {k: v for k, v in values.items() if k != "seconds"}
+        for metric, values in json.loads((see / "metrics.json").read_text())["metrics"].items()
+    }
+    before, latents = scores(), (see / "latents.json").read_text()  # KL per latent of a seeded sample
+    check_ok(run_cli("diagnose", str(see), "experiment=quick_dsprites", f"runs_dir={runs}", cwd=tmp_path))
+    assert scores() == before and (see / "latents.json").read_text() == latents
+
+
 def test_diagnose_rewrites_metrics_of_a_finished_run_and_keeps_its_weights(tmp_path):
     runs = tmp_path / "runs"
     check_ok(see_quick_dsprites("beta_vae", runs))
