@@ -106,7 +106,8 @@ class TaskProbe:
         tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
         for i, name in enumerate(vision_names if "domain" in data else []):
             where = held_out & (data["domain"] == i)
-            tests[f"{HELDOUT}/{name}"] = (data["frames"][where], quantities(data["state"][where]))
+            if where.any():  # a domain may have no held-out episode in a short run
+                tests[f"{HELDOUT}/{name}"] = (data["frames"][where], quantities(data["state"][where]))
         for i, name in enumerate(played["names"] if played is not None else []):
             where = played["domain"] == i
             tests[str(name)] = (played["frames"][where], quantities(played["state"][where]))
