@@ -46,7 +46,11 @@ from darla.sanity import episode_flags, interval_flags, seed_flags
 from vision_models.plots import curves_plot, interval_plot, save_figure, scatter_plot
 
 # The task probe's summary numbers (darla/probe.py): key in metrics.json's task_probe, short title.
-PROBE_SCORES = (("heldout", "Task probe"), ("targets", "Task probe (targets)"))
+PROBE_SCORES = (
+    ("heldout", "Task probe"),
+    ("source", "Task probe (source rooms)"),
+    ("targets", "Task probe (targets)"),
+)
 METRIC_CONFIGS = Path(str(importlib.resources.files("configs"))) / "metric"
 
 

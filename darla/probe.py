@@ -12,7 +12,8 @@ report a task state (``info["state"]``):
 The quantities are the env's: its config names a function of the state vectors
 (``env.task_quantities``, e.g. envs.collect_good_objects.task_quantities) or, without one, every
 varying dimension of the state is a quantity. The summary numbers are the mean MLP score on the
-held-out episodes (``heldout``; also per vision domain, ``heldout_by_domain``) and over the target
+held-out episodes (``heldout``; also per vision domain, ``heldout_by_domain``, and over the source
+domains' held-out episodes, ``source``: the rooms the policy will learn in) and over the target
 domains (``targets``, and per target group).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -57,6 +58,7 @@ class TaskProbe:
     train: Mapping[str, Quantity]
     tests: Mapping[str, tuple[np.ndarray, Mapping[str, Quantity]]]
     groups: Mapping[str, list[str]]  # target group -> its domains
+    source: list[str] = field(default_factory=list)  # the vision domains the policy trains in
     seed: int = 0
     num_train: int = 5000
     hidden: int = 64
@@ -82,6 +84,7 @@ class TaskProbe:
         targets = [s for s in self.tests if s != HELDOUT and s not in by_domain]
         result["heldout"] = result["summary"].get(HELDOUT)
         result["heldout_by_domain"] = {s.split("/", 1)[1]: result["summary"][s] for s in by_domain}
+        result["source"] = mean([f"{HELDOUT}/{d}" for d in self.source])
         result["targets"] = mean(targets)
         result["groups"] = {group: mean(names) for group, names in self.groups.items()}
         return result
@@ -122,6 +125,7 @@ class TaskProbe:
             quantities(data["state"][~held_out]),
             tests,
             groups,
+            source=[d for d in plain(cfg.env.get("source") or []) if f"{HELDOUT}/{d}" in tests],
             seed=settings.seed,
             num_train=settings.num_train,
             hidden=settings.hidden,

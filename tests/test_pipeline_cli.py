@@ -89,6 +89,9 @@ def test_quick_pipeline_writes_every_artifact(quick_run):
     vision = list(read_json(see / "manifest.json")["vision_domains"])
     assert set(probe["heldout_by_domain"]) == {s.split("/")[1] for s in by_domain} <= set(vision)
     assert by_domain  # (a quick run holds out few episodes: not every domain has one)
+    source = {"hat_can_default", "cake_balloon_default", "cake_balloon_alternative"}  # the rooms the policy learns in
+    in_source = [v for d, v in probe["heldout_by_domain"].items() if d in source and v is not None]
+    assert probe["source"] == (pytest.approx(np.mean(in_source)) if in_source else None)
     assert set(probe["groups"]) == {"heldout", "ood2"}  # the groups of the three targets played
     assert all(v is None or 0 <= v <= 1 for v in [probe["heldout"], probe["targets"], *probe["summary"].values()])
     for name in ("heldout_pairing", "cam_fov_40", "distractors"):  # a file per target domain (and settings)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
+from darla.probe import TaskProbe
 from vision_models.metrics.task_probe import (
     CLASSIFICATION,
     REGRESSION,
@@ -124,3 +126,36 @@ def test_a_class_seen_once_leaves_its_quantity_unscored_rather_than_failing():
         code, {"rare": Quantity(CLASSIFICATION, rare)}, {"test": (code, {"rare": Quantity(CLASSIFICATION, rare)})}
     )
     assert result["quantities"]["rare"]["mlp"] == {} and result["summary"]["test"] is None
+
+
+def test_the_probe_per_room_finds_the_room_whose_frames_hide_the_task():
+    """Held-out episodes scored per vision domain: a code that carries the state in room a and noise in
+    room b reads the task in a only; ``source`` is the mean over the source rooms (here a); a room with
+    no held-out episode (c: one episode) gets no split instead of failing."""
+    rng = np.random.default_rng(0)
+    episodes = 60
+    episode = np.repeat(np.arange(episodes), 40)  # every 4th episode is held out
+    domain = np.where(episode == 0, 2, np.array([0, 0, 1])[episode % 3])  # c: one episode, not held out
+    state = rng.uniform(-1, 1, (len(domain), 3))
+    frames = np.concatenate([state, domain[:, None]], axis=1)  # what the frame shows: the state and the room
+
+    def represent(frames):  # room b's frames show no task: its code is noise
+        return np.where(frames[:, 3:] == 1, rng.uniform(-1, 1, (len(frames), 3)), frames[:, :3])
+
+    cfg = OmegaConf.create(
+        {
+            "probe": {"heldout_every": 4, "seed": 0, "num_train": 5000, "hidden": 32},
+            "env": {"source": ["room_a"]},
+        }
+    )
+    probe = TaskProbe.of_frames(
+        {"frames": frames, "state": state, "episode": episode, "domain": domain},
+        None,
+        cfg,
+        ["room_a", "room_b", "room_c"],
+    )
+    result = probe.scores(represent)
+    assert set(result["heldout_by_domain"]) == {"room_a", "room_b"}  # c had no held-out episode
+    assert result["heldout_by_domain"]["room_a"] > 0.8 and result["heldout_by_domain"]["room_b"] < 0.1
+    assert result["source"] == result["heldout_by_domain"]["room_a"]
+    assert result["heldout_by_domain"]["room_b"] < result["heldout"] < result["heldout_by_domain"]["room_a"]
