@@ -9,7 +9,8 @@ Per vision model, over its seeds (IQM with stratified-bootstrap 95% intervals, A
 - source return: IQM over (seed, source domain) of each seed's mean return in that domain; the
   bootstrap resamples seeds within each domain;
 - target return: the same over target domains, and per target group (ood1, ood2, ...);
-- transfer ratio: each seed's mean target return over its mean source return; IQM over seeds;
+- transfer ratio: each seed's mean target return over its mean source return; IQM over seeds; the
+  same per target group (``<group> ratio``: the group's mean return over the source's);
 - mean ± std over seeds of each, and the vision stage's headline disentanglement metrics and task probe;
 - the random policy's returns on the same episodes, where it played, for scale (a row of its own in
   leaderboard.csv, a line under the table, a series in returns_per_domain.png);
@@ -105,8 +106,12 @@ class RunResult:
 
     @property
     def transfer_ratio(self) -> float:
+        return self.group_ratio(None)
+
+    def group_ratio(self, group: str | None) -> float:
+        """Target return (of one target group, or of all targets) / source return."""
         source = self.mean_return("source")
-        return self.mean_return("target") / source if source else float("nan")
+        return self.mean_return("target", group) / source if source else float("nan")
 
 
 def read_run(path: Path) -> RunResult:
@@ -229,9 +234,10 @@ def summarize_model(runs: list[RunResult], rng: np.random.Generator) -> dict:
         names = [d for d, r in first.roles.items() if r == role and (group is None or first.groups.get(d) == group)]
         if names:
             row[column] = _interval(np.array([[run.domain_returns[d] for d in names] for run in runs]), rng)
-    ratios = np.array([[run.transfer_ratio] for run in runs])
-    if np.all(np.isfinite(ratios)):
-        row["transfer_ratio"] = _interval(ratios, rng)
+    for column, group in {"transfer_ratio": None, **{f"{g}_ratio": g for g in groups}}.items():
+        ratios = np.array([[run.group_ratio(group)] for run in runs])
+        if np.all(np.isfinite(ratios)):
+            row[column] = _interval(ratios, rng)
     titles = [t for t in score_titles(runs) if all(t in r.metrics for r in runs)]
     row["metrics"] = {t: float(np.mean([r.metrics[t] for r in runs])) for t in titles}
     row["flags"] = model_flags(runs, row)
@@ -288,16 +294,8 @@ def _cell(entry: dict | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    columns = [
-        "source",
-        "target",
-        *[
-            k
-            for k in rows[0]
-            if k not in ("vision_model", "seeds", "source", "target", "transfer_ratio", "metrics", "flags")
-        ],
-        "transfer_ratio",
-    ]
+    returns = [k for k in rows[0] if k not in ("vision_model", "seeds", "metrics", "flags") and not k.endswith("ratio")]
+    columns = [*returns, *[k for k in rows[0] if k.endswith("ratio")]]  # source, target, groups; then the ratios
     titles = list(dict.fromkeys(t for row in rows for t in row["metrics"]))
     header = ["vision model", "seeds", *[c.replace("_", " ") for c in columns], *titles, "flags"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -397,7 +395,8 @@ def write_leaderboard(
     text = (
         f"# Leaderboard: {title}\n\n"
         "Each cell: interquartile mean over seeds × domains [stratified-bootstrap 95% interval] "
-        "(mean ± std over seeds). Transfer ratio = target return / source return, per seed. "
+        "(mean ± std over seeds). Transfer ratio = target return / source return, per seed "
+        "(<group> ratio: that target group's return / source return). "
         "Metrics: mean over seeds of the vision stage's scores.\n\n"
         f"{markdown_table(rows)}\n\n{random_note}\nRuns: {seeds_note}.\n"
         + (f"\nWarnings (darla/sanity.py):\n{warnings}" if warnings else "")

@@ -76,7 +76,7 @@ def test_leaderboard_numbers_follow_from_the_raw_episodes(comparison):
     rows = {r["vision_model"]: r for r in csv.DictReader((tiny / "leaderboard.csv").open())}
     for model in ("oracle", "random_cnn"):
         tables = {"source": [], "target": [], "heldout": []}
-        ratios = []
+        ratios, heldout_ratios = [], []
         for seed in (0, 1):
             means, roles = per_domain_means(tiny / model / f"seed{seed}" / "transfer")
             source = [means[d] for d in means if roles[d] == "source"]
@@ -85,6 +85,7 @@ def test_leaderboard_numbers_follow_from_the_raw_episodes(comparison):
             tables["target"].append(target)
             tables["heldout"].append([means["heldout_pairing"]])
             ratios.append(np.mean(target) / np.mean(source) if np.mean(source) else np.nan)
+            heldout_ratios.append(means["heldout_pairing"] / np.mean(source) if np.mean(source) else np.nan)
         row = rows[model]
         assert int(row["seeds"]) == 2
         for column, table in tables.items():
@@ -100,6 +101,8 @@ def test_leaderboard_numbers_follow_from_the_raw_episodes(comparison):
             )
         if np.all(np.isfinite(ratios)):
             assert float(row["transfer_ratio_iqm"]) == pytest.approx(interquartile_mean(ratios))
+            # and per target group: the group's return over the source's, per seed
+            assert float(row["heldout_ratio_iqm"]) == pytest.approx(interquartile_mean(heldout_ratios))
 
 
 def test_an_interrupted_comparison_reruns_nothing_and_the_leaderboard_is_rebuilt_the_same(comparison):
