@@ -106,15 +106,16 @@ class TaskProbe:
         held_out = data["episode"] % settings.heldout_every == settings.heldout_every - 1
         if held_out.all():
             return None  # nothing to fit on
-        tests = {HELDOUT: (data["frames"][held_out], quantities(data["state"][held_out]))}
+        splits = {HELDOUT: (data, held_out)}  # split -> (its arrays, which of their frames)
         for i, name in enumerate(vision_names if "domain" in data else []):
-            where = held_out & (data["domain"] == i)
-            if where.any():  # a domain may have no held-out episode in a short run
-                tests[f"{HELDOUT}/{name}"] = (data["frames"][where], quantities(data["state"][where]))
+            splits[f"{HELDOUT}/{name}"] = (data, held_out & (data["domain"] == i))
         for i, name in enumerate(played["names"] if played is not None else []):
-            where = played["domain"] == i
-            tests[str(name)] = (played["frames"][where], quantities(played["state"][where]))
-        tests = {split: test for split, test in tests.items() if len(test[0])}  # a split without frames scores None
+            splits[str(name)] = (played, played["domain"] == i)
+        tests = {  # a split without frames (e.g. a domain with no held-out episode in a short run) scores None
+            split: (arrays["frames"][where], quantities(arrays["state"][where]))
+            for split, (arrays, where) in splits.items()
+            if where.any()
+        }
         groups = {
             g: [d for d in names if d in tests]
             for g, names in plain(cfg.env.get("target_groups") or {}).items()
@@ -125,7 +126,7 @@ class TaskProbe:
             quantities(data["state"][~held_out]),
             tests,
             groups,
-            source=[d for d in plain(cfg.env.get("source") or []) if f"{HELDOUT}/{d}" in tests],
+            source=list(cfg.env.get("source") or []),
             seed=settings.seed,
             num_train=settings.num_train,
             hidden=settings.hidden,
