@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -22,18 +23,25 @@ class UserError(ValueError):
 
 
 def user_facing(stage: str) -> Callable:
-    """Wrap a stage's Hydra task: a user error prints ``darla <stage>: error: ...`` and exits with 2."""
+    """Wrap a stage's Hydra task: a user error prints ``darla <stage>: error: ...`` and exits with 2;
+    a SLURM job whose task finished ignores the requeue signal from then on."""
 
     def wrap(task: Callable) -> Callable:
         @functools.wraps(task)
         def run(*args, **kwargs):
             try:
-                return task(*args, **kwargs)
+                result = task(*args, **kwargs)
             except USER_ERRORS as err:
                 if os.environ.get("DARLA_TRACEBACK", "") not in ("", "0"):
                     raise
                 print(f"darla {stage}: error: {err}", file=sys.stderr, flush=True)
                 sys.exit(EXIT_CODE)
+            if "SLURM_JOB_ID" in os.environ:
+                # The job's work is done, so SLURM's pre-timeout signal (hydra.launcher.signal_delay_s)
+                # has nothing left to checkpoint; arriving while Python shuts down (which restores the
+                # default action, death) it would mark a finished job FAILED in sacct.
+                signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+            return result
 
         return run
 

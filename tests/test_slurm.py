@@ -138,8 +138,8 @@ def test_job_that_hits_its_time_limit_is_requeued_and_resumes_from_its_checkpoin
     states = settled_sacct(slurm, job)
     print(f"sacct -D -j {job}:", *("|".join(row) for row in states), sep="\n  ")
     assert [state for _, state, *_ in states[:-1]] == ["REQUEUED"] * (len(states) - 1) and len(states) >= 2
-    assert states[-1][1] == "COMPLETED"
     text = job_log(runs, job)
+    assert states[-1][1] == "COMPLETED", text[-4000:]
     assert "Caught signal SIGUSR2" in text
     run = runs / "sweep" / "random_cnn" / "seed0"
     resumed = [line for line in text.splitlines() if "resuming from" in line or "nothing to do" in line]
@@ -147,3 +147,19 @@ def test_job_that_hits_its_time_limit_is_requeued_and_resumes_from_its_checkpoin
     assert f"[act] resuming from {run / 'act' / 'checkpoint' / 'state.safetensors'}" in text
     assert read_json(run / "act" / "manifest.json")["timesteps"] >= 10000
     assert read_json(run / "transfer" / "manifest.json")["act_dir"] == str(run / "act")
+
+
+def test_a_finished_job_is_not_killed_by_a_late_requeue_signal():
+    """SLURM's pre-timeout SIGUSR2 can land after a job's task has returned, while Python shuts down
+    and has put back the signal's default action (death): the job, its work done, would end FAILED."""
+    code = (
+        "import os, signal\n"
+        "from darla.errors import user_facing\n"
+        "user_facing('all')(lambda: None)()\n"
+        "os.kill(os.getpid(), signal.SIGUSR2)\n"
+    )
+    for job, survives in (("123", True), (None, False)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env |= {"SLURM_JOB_ID": job} if job else {}
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert (proc.returncode == 0) is survives, (job, proc.returncode, proc.stderr)
