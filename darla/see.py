@@ -92,10 +92,13 @@ def run(cfg: DictConfig) -> Path:
                     f"vision_model={vm.name} needs a discrete action space; env {cfg.env.name!r} has {space}"
                 )
             vm.model.num_actions = int(space.n)
+    # Uniform domains (no see.domain_weights) are recorded as before the option existed, so that
+    # earlier see runs still count as finished with these settings.
+    weights = plain(cfg.see.get("domain_weights")) or None
     settings = {
         "vision_domains": domain_settings(vision_domains),
         "factor_dataset": plain(dataset_spec),
-        "see": plain(cfg.see),
+        "see": {k: v for k, v in plain(cfg.see).items() if k != "domain_weights" or weights},
         "seed": cfg.seed,
         "num_envs": cfg.num_envs,
         "vision_model": plain(vm),
@@ -113,7 +116,7 @@ def run(cfg: DictConfig) -> Path:
         frames_path = out / "frames.npz"
         if not frames_path.exists():
             t0 = time.perf_counter()
-            data = collect_frames(vision_domains, cfg.see.frames, cfg.num_envs, cfg.vec_env, cfg.seed)
+            data = collect_frames(vision_domains, cfg.see.frames, cfg.num_envs, cfg.vec_env, cfg.seed, weights=weights)
             timings["collect_s"] = time.perf_counter() - t0
             log.info(f"collected {len(data['frames'])} frames in {timings['collect_s']:.1f}s")
             save_npz(frames_path, **data)
@@ -173,7 +176,7 @@ def run(cfg: DictConfig) -> Path:
         batches = FactorBatches(dataset, "factor_sweeps")
     elif model.batches == "transitions":
         # The model's own behaviour collects its experience in the vision domains while it trains.
-        venv = make_vec_env(vision_domains, cfg.num_envs, cfg.vec_env, cfg.seed)
+        venv = make_vec_env(vision_domains, cfg.num_envs, cfg.vec_env, cfg.seed, weights=weights)
         batches = TransitionBatches(venv, model.to(device), **plain(vm.get("collect") or {}))
     else:
         batches = images_source

@@ -301,6 +301,20 @@ def _cross_field(cfg: DictConfig) -> list[str]:
                 f"(choose with metric=[{name},...], then set its sizes as metrics.compute.{name}.<size>=...) "
                 f"or a mapping whose _target_ names the metric's function"
             )
+    present, weights = _select(cfg, "see.domain_weights")
+    _, vision = _select(cfg, "env.vision")
+    if present and weights is not None:
+        names = vision if isinstance(vision, list) else []
+        bad = (
+            not isinstance(weights, dict)
+            or any(name not in names for name in weights)
+            or not all(number(above=0)[0](w) for w in weights.values())
+        )
+        if bad:
+            found.append(
+                f"see.domain_weights={_show(weights)} is not allowed: expected {{domain: weight > 0}} naming "
+                f"domains of env.vision ({', '.join(map(str, names)) or 'none'}); the vision never sees others"
+            )
     _, stack = _select(cfg, "act.frame_stack")
     _, policy_input = _select(cfg, "vision_model.policy_input")
     if policy_input == "fine_tune" and integer(2)[0](stack):

@@ -16,8 +16,8 @@ from envs.domains import Domain, DomainMixture, stack_factors
 class _MixtureFactory:
     """Picklable env constructor for subprocess workers."""
 
-    def __init__(self, domains: Sequence[Domain], state: bool, worker: bool):
-        self.domains, self.state, self.worker = list(domains), state, worker
+    def __init__(self, domains: Sequence[Domain], state: bool, worker: bool, weights: dict | None = None):
+        self.domains, self.state, self.worker, self.weights = list(domains), state, worker, weights
 
     def __call__(self) -> DomainMixture | StateObservation:
         # Each worker is a fresh process: cap its torch threads so workers do not fight the
@@ -28,7 +28,7 @@ class _MixtureFactory:
             import torch
 
             torch.set_num_threads(1)
-        mixture = DomainMixture(self.domains)
+        mixture = DomainMixture(self.domains, self.weights)
         return StateObservation(mixture) if self.state else mixture
 
 
@@ -42,8 +42,10 @@ def make_vec_env(
     state: bool = False,
     normalization: dict | None = None,
     resample: tuple[list[int], np.ndarray] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> VecEnv:
-    """``num_envs`` copies of a mixture of ``domains`` (each episode plays one at random).
+    """``num_envs`` copies of a mixture of ``domains`` (each episode plays one at random, some more
+    often by ``weights``: see.domain_weights).
 
     ``kind="subprocess"`` runs each copy in its own forkserver process (fork hangs with OpenGL);
     ``"dummy"`` runs them in this process. Episode returns are tracked by VecMonitor. With an
@@ -51,7 +53,7 @@ def make_vec_env(
     (standardised by ``normalization``, some redrawn by ``resample``, if given); with ``state``, by
     the env's ground-truth task state (see StateObservation).
     """
-    factories = [_MixtureFactory(domains, state, worker=kind == "subprocess") for _ in range(num_envs)]
+    factories = [_MixtureFactory(domains, state, kind == "subprocess", weights) for _ in range(num_envs)]
     if kind == "subprocess":
         # A job run in a joblib worker (hydra/launcher=local_pool) has 'loky' as its global start
         # method; our workers would inherit that name and fail to start, as loky is not loaded there.
@@ -62,7 +64,7 @@ def make_vec_env(
         except (EOFError, ConnectionError) as err:
             # A worker died building its env; SB3 only sees the broken pipe. Build the same env here,
             # so that the user gets the worker's own exception rather than a ConnectionResetError.
-            _MixtureFactory(domains, state, worker=False)().close()
+            _MixtureFactory(domains, state, False, weights)().close()
             raise RuntimeError(
                 f"an env worker died while building domains {[d.name for d in domains]} "
                 f"({type(err).__name__}), though they build in this process; see the worker's "
@@ -79,12 +81,18 @@ def make_vec_env(
 
 
 def collect_frames(
-    vision_domains: Sequence[Domain], n_frames: int, num_envs: int, vec_env: str, seed: int, factors: bool = True
+    vision_domains: Sequence[Domain],
+    n_frames: int,
+    num_envs: int,
+    vec_env: str,
+    seed: int,
+    factors: bool = True,
+    weights: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Frames from a random policy over a vector env, with each frame's domain, episode and (unless
     not ``factors``) ground-truth factors, and the env's task state (``info["state"]``) when it
-    reports one (for the task probe)."""
-    venv = make_vec_env(vision_domains, num_envs, vec_env, seed)
+    reports one (for the task probe). Episodes draw their domain uniformly, or by ``weights``."""
+    venv = make_vec_env(vision_domains, num_envs, vec_env, seed, weights=weights)
     names = [d.name for d in vision_domains]
     venv.action_space.seed(seed)
     keep_factors = factors

@@ -117,17 +117,23 @@ class DomainMixture(gym.Env):
     """One environment over several domains: each episode plays one of them.
 
     By default every reset draws a domain uniformly at random, so a few vector-env workers see
-    all source domains in equal measure. ``reset(options={"domain": name})`` pins the mixture to
+    all source domains in equal measure; ``weights`` (name -> relative weight, 1 for a name it
+    leaves out) draws some more often. ``reset(options={"domain": name})`` pins the mixture to
     one domain for this and later resets (evaluation); ``{"domain": None}`` unpins it. Each
     domain's environment is built the first time it is played and then kept.
     ``info["domain"]`` names the domain in play.
     """
 
-    def __init__(self, domains: Sequence[Domain]):
+    def __init__(self, domains: Sequence[Domain], weights: Mapping[str, float] | None = None):
         if not domains:
             raise ValueError("DomainMixture needs at least one domain")
         self.domains = {d.name: d for d in domains}
         self.names = list(self.domains)
+        unknown = sorted(set(weights or {}) - set(self.names))
+        if unknown:
+            raise ValueError(f"domain weights name {unknown}, which are not in this mixture; it holds {self.names}")
+        p = np.array([float((weights or {}).get(name, 1.0)) for name in self.names])
+        self.p = p / p.sum() if weights else None  # None: uniform, drawn as before weights existed
         self.envs: dict[str, gym.Env] = {}
         first = self._env(self.names[0])
         self.observation_space, self.action_space = first.observation_space, first.action_space
@@ -154,7 +160,12 @@ class DomainMixture(gym.Env):
             if name is not None and name not in self.domains:
                 raise ValueError(f"domain {name!r} is not in this mixture; it holds {self.names}")
             self.pinned = name
-        self.active = self.pinned or self.names[int(self.np_random.integers(len(self.names)))]
+        if self.pinned:
+            self.active = self.pinned
+        elif self.p is None:
+            self.active = self.names[int(self.np_random.integers(len(self.names)))]
+        else:
+            self.active = self.names[int(self.np_random.choice(len(self.names), p=self.p))]
         # Derive the domain's own seed from ours so a seeded mixture replays exactly.
         obs, info = self._env(self.active).reset(seed=int(self.np_random.integers(2**31)), options=options or None)
         return obs, {**info, "domain": self.active}

@@ -265,6 +265,22 @@ def test_domain_mixture_draws_pins_and_refuses_unknown_domains():
     mix.close()
 
 
+def test_domain_weights_draw_a_domain_that_much_more_often():
+    domains = config_domains(["hat_can_default", "cake_balloon_default", "cake_balloon_alternative"])
+    uniform, weighted = DomainMixture(domains), DomainMixture(domains, {"hat_can_default": 4})
+    counts = {}
+    for mix in (uniform, weighted):
+        mix.reset(seed=0)
+        seen = [mix.reset()[1]["domain"] for _ in range(600)]
+        counts[mix] = {name: seen.count(name) / len(seen) for name in mix.names}
+        mix.close()
+    assert abs(counts[uniform]["hat_can_default"] - 1 / 3) < 0.06
+    assert abs(counts[weighted]["hat_can_default"] - 4 / 6) < 0.06  # 4 : 1 : 1
+    assert abs(counts[weighted]["cake_balloon_default"] - 1 / 6) < 0.05
+    with pytest.raises(ValueError, match=r"weights name \['heldout_pairing'\]"):
+        DomainMixture(domains, {"heldout_pairing": 2})
+
+
 def test_unknown_domain_names_and_env_arguments_are_refused():
     with pytest.raises(ValueError, match=r"\['nowhere'\] are not defined.*hat_can_default"):
         config_domains(["hat_can_default", "nowhere"])
@@ -301,3 +317,18 @@ def test_a_room_too_full_for_every_distractor_places_what_fits_instead_of_hangin
         kinds == 0
     ).sum() < 10  # the task's objects always, distractors as room allows
     env.close()
+
+
+def test_see_collects_its_frames_by_the_domain_weights(tmp_path):
+    """see.domain_weights reaches the exploration episodes: a vision domain weighted 1000 : 1 : 1
+    fills nearly every frame, and the see run records the weights it ran with."""
+    from conftest import check_ok, run_cli
+    from darla.artifacts import read_json
+
+    weights = "see.domain_weights={hat_can_default: 1000}"
+    check_ok(run_cli("see", "experiment=quick", "vision_model=random_cnn", "see.frames=300", weights, cwd=tmp_path))
+    see = tmp_path / "runs" / "quick_random_cnn" / "see"
+    data = np.load(see / "frames.npz")
+    names = list(ENV_CONFIG["vision"])
+    assert np.mean(data["domain"] == names.index("hat_can_default")) > 0.95
+    assert read_json(see / "config.json")["see"]["domain_weights"] == {"hat_can_default": 1000}
