@@ -311,8 +311,11 @@ def _cross_field(cfg: DictConfig) -> list[str]:
             or not all(number(above=0)[0](w) for w in weights.values())
         )
         if bad:
+            given = (
+                "{" + ", ".join(f"{k}: {v}" for k, v in weights.items()) + "}" if isinstance(weights, dict) else weights
+            )
             found.append(
-                f"see.domain_weights={_show(weights)} is not allowed: expected {{domain: weight > 0}} naming "
+                f"see.domain_weights={given} is not allowed: expected {{domain: weight > 0}} naming "
                 f"domains of env.vision ({', '.join(map(str, names)) or 'none'}); the vision never sees others"
             )
     _, stack = _select(cfg, "act.frame_stack")
