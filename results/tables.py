@@ -1,0 +1,145 @@
+"""The README's result tables, from the results ledger and its leaderboard alone.
+
+    python results/tables.py --append runs/ablations/runs.csv   # add finished runs to the ledger
+    python -m darla.stage leaderboard results/runs.csv          # re-make leaderboard.csv from it
+    python results/tables.py                                    # print the README's three tables
+    python results/tables.py --readme README.md                 # or put them in place of the old ones
+
+``--append`` copies the rows of a leaderboard's runs.csv whose path the ledger does not hold yet,
+column by column under the ledger's header (a column the ledger lacks is refused), with the path
+written as ``runs/ablations/<variant>/seed<k>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+FIRST = ["beta_vae_dae", "pixels", "oracle"]  # the goal's rows first, then the variants in ledger order
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def ledger_path(path: str) -> str:
+    parts = Path(path).parts
+    return str(Path("runs", *parts[parts.index("ablations") :])) if "ablations" in parts else path
+
+
+def append(ledger: Path, new: Path) -> list[str]:
+    with ledger.open(newline="") as f:
+        header = next(csv.reader(f))
+    have = {row["path"] for row in read_rows(ledger)}
+    added = []
+    for row in read_rows(new):
+        extra = sorted(k for k, v in row.items() if k not in header and v not in ("", None))
+        if extra:
+            sys.exit(f"{new}: columns {', '.join(extra)} are not in {ledger}'s header")
+        row["path"] = ledger_path(row["path"])
+        if row["path"] in have:
+            continue
+        with ledger.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=header, lineterminator="\n").writerow({k: row.get(k, "") for k in header})
+        added.append(row["path"])
+    return added
+
+
+def num(value: str | float | None) -> str:
+    return "–" if value in ("", None) else f"{float(value):.2f}"
+
+
+def cell(row: dict, key: str) -> str:
+    if int(row["seeds"]) == 1:
+        return num(row[f"{key}_iqm"])
+    return f"{num(row[f'{key}_iqm'])} [{num(row[f'{key}_ci_low'])}, {num(row[f'{key}_ci_high'])}]"
+
+
+def probe(row: dict) -> str:
+    return " / ".join(num(row.get(k)) for k in ("Task probe", "Task probe (source rooms)", "Task probe (targets)"))
+
+
+def order(labels: list[str]) -> list[str]:
+    seen = list(dict.fromkeys(labels))
+    return [m for m in FIRST if m in seen] + [m for m in seen if m not in FIRST]
+
+
+def tables(ledger: Path, board: Path) -> str:
+    runs = read_rows(ledger)
+    models = {row["vision_model"]: row for row in read_rows(board)}
+    labels = order([r["vision_model"] for r in runs])
+    darla, pixels = models["beta_vae_dae"], models["pixels"]
+    goal = [
+        "| | β-VAE_DAE | pixels | goal | met |",
+        "|---|---|---|---|---|",
+        f"| seeds | {darla['seeds']} | {pixels['seeds']} | 5 each | |",
+        f"| source return | {cell(darla, 'source')} | {cell(pixels, 'source')} | β-VAE_DAE ≥ 0.9 × pixels = "
+        f"{0.9 * float(pixels['source_iqm']):.2f} | "
+        f"{'yes' if float(darla['source_iqm']) >= 0.9 * float(pixels['source_iqm']) else 'no'} |",
+    ]
+    for group in ("heldout", "ood1"):
+        ours, theirs = float(darla[f"{group}_ratio_iqm"]), float(pixels[f"{group}_ratio_iqm"])
+        met = "yes" if ours >= 0.8 and ours >= theirs else "no"
+        goal.append(
+            f"| {group} ratio | {cell(darla, f'{group}_ratio')} | {cell(pixels, f'{group}_ratio')} "
+            f"| ≥ 0.8 and ≥ pixels | {met} |"
+        )
+    columns = ["source", "target", "transfer_ratio", "heldout", "ood1", "near_vision", "ood2"]
+    variants = [
+        "| variant | seeds | source | target | ratio | heldout | ood1 | near_vision | ood2 "
+        "| probe: held-out / source rooms / targets |",
+        "|" + "---|" * 10,
+    ]
+    for label in labels:
+        row = models[label]
+        cells = " | ".join(cell(row, c) for c in columns)
+        variants.append(f"| {label} | {row['seeds']} | {cells} | {probe(row)} |")
+    per_run = [
+        "| run | commit | source | hat/can | cake/balloon default / alternative | target | ratio "
+        "| heldout pairing | probe: held-out / source rooms / targets |",
+        "|" + "---|" * 9,
+    ]
+    for label in labels:
+        for r in sorted((r for r in runs if r["vision_model"] == label), key=lambda r: int(r["seed"])):
+            per_run.append(
+                f"| {label} s{r['seed']} | {r['commit']} | {num(r['source'])} | {num(r['hat_can_default'])} "
+                f"| {num(r['cake_balloon_default'])} / {num(r['cake_balloon_alternative'])} | {num(r['target'])} "
+                f"| {num(r['transfer_ratio'])} | {num(r['heldout_pairing'])} | {probe(r)} |"
+            )
+    return "\n\n".join("\n".join(t) for t in (goal, variants, per_run))
+
+
+def replace_tables(readme: Path, text: str) -> None:
+    """Each table of ``text`` replaces the README's table with the same header line."""
+    lines = readme.read_text().split("\n")
+    for table in text.split("\n\n"):
+        new = table.split("\n")
+        start = lines.index(new[0])
+        end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+        lines[start:end] = new
+    readme.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--append", type=Path, help="a leaderboard's runs.csv whose new rows join the ledger")
+    parser.add_argument("--ledger", type=Path, default=HERE / "runs.csv")
+    parser.add_argument("--readme", type=Path, help="a README whose tables of the same headers are replaced")
+    args = parser.parse_args()
+    if args.append:
+        for path in append(args.ledger, args.append):
+            print(f"added {path}")
+        return
+    text = tables(args.ledger, args.ledger.parent / "leaderboard.csv")
+    if args.readme:
+        replace_tables(args.readme, text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
