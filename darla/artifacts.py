@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import random
 import subprocess
 import tempfile
@@ -276,12 +277,23 @@ def read_manifest(run: Path, stage: str | None = None) -> dict:
     return manifest
 
 
+def cpu() -> str:
+    """The CPU's model and the vector extensions torch's kernels choose by: training on another CPU
+    (AMX or not, say) gives other weights from the same seed, so manifests record it."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = set(text.split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model or platform.processor() or platform.machine()} ({' '.join(isa) or 'no avx2'})"
+
+
 def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on, for manifests; with darla's git commit when it
-    runs from a checkout ("+changes" when the checkout differs from the commit)."""
+    """Versions of the packages a result depends on, and the CPU, for manifests; with darla's git
+    commit when it runs from a checkout ("+changes" when the checkout differs from the commit)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {}
+    found = {"cpu": cpu()}
     for pkg in ("darla", "torch", "gymnasium", "stable-baselines3", "miniworld", "numpy"):
         try:
             found[pkg] = version(pkg)

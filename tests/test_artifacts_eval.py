@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from darla.artifacts import atomic_write, load_state, load_weights, save_state, save_weights, write_json
+from darla.artifacts import atomic_write, load_state, load_weights, save_state, save_weights, versions, write_json
 from darla.evaluation import describe, interquartile_mean, random_act, run_episodes
 from darla.vec_env import make_vec_env
 from envs import COLLECT_GOOD_OBJECTS
@@ -195,3 +197,14 @@ def test_summary_when_the_source_return_is_zero(tmp_path):
     assert summary["transfer_ratio"] is None
     assert read_json(tmp_path / "summary.json")["target"]["episodes"] == 2
     assert "target/source ratio undefined" in (tmp_path / "report.md").read_text()
+
+
+def test_manifests_record_the_cpu():
+    """Other CPUs (AMX or not) give other weights from the same seed: the manifest says which ran it."""
+    recorded = versions()["cpu"]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next(line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line)
+        assert recorded.startswith(model)
+        assert ("avx512f" in recorded) == ("avx512f" in cpuinfo.read_text().split())
+    assert recorded
