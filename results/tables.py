@@ -33,19 +33,21 @@ def ledger_path(path: str) -> str:
 
 def append(ledger: Path, new: Path) -> list[str]:
     with ledger.open(newline="") as f:
-        header = next(csv.reader(f))
-    have = {row["path"] for row in read_rows(ledger)}
+        reader = csv.DictReader(f)
+        header, have = reader.fieldnames, {row["path"] for row in reader}
+    rows = read_rows(new)
+    extra = sorted({k for row in rows for k, v in row.items() if k not in header and v not in ("", None)})
+    if extra:
+        sys.exit(f"{new}: columns {', '.join(extra)} are not in {ledger}'s header")
     added = []
-    for row in read_rows(new):
-        extra = sorted(k for k, v in row.items() if k not in header and v not in ("", None))
-        if extra:
-            sys.exit(f"{new}: columns {', '.join(extra)} are not in {ledger}'s header")
-        row["path"] = ledger_path(row["path"])
-        if row["path"] in have:
-            continue
-        with ledger.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=header, lineterminator="\n").writerow({k: row.get(k, "") for k in header})
-        added.append(row["path"])
+    with ledger.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, lineterminator="\n", extrasaction="ignore")
+        for row in rows:
+            row["path"] = ledger_path(row["path"])
+            if row["path"] not in have:
+                writer.writerow({k: row.get(k, "") for k in header})
+                have.add(row["path"])
+                added.append(row["path"])
     return added
 
 

@@ -24,7 +24,7 @@ def write(path: Path, header: list[str], rows: list[list[str]]) -> None:
         csv.writer(f, lineterminator="\n").writerows([header, *rows])
 
 
-def test_append_adds_new_runs_once_and_refuses_unknown_columns(tmp_path, capsys):
+def test_append_adds_new_runs_once_and_refuses_unknown_columns(tmp_path):
     ledger, new = tmp_path / "ledger.csv", tmp_path / "new.csv"
     write(ledger, ["vision_model", "seed", "source", "path"], [["a", "0", "1.0", "runs/ablations/a/seed0"]])
     write(
