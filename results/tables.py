@@ -2,18 +2,23 @@
 
     python results/tables.py --append runs/ablations/runs.csv   # add finished runs to the ledger
     python -m darla.stage leaderboard results/runs.csv          # re-make leaderboard.csv from it
-    python results/tables.py                                    # print the README's three tables
+    python results/tables.py --room-probe runs/ablations/base/seed0   # its per-room probe, from see
+    python results/tables.py                                    # print the README's four tables
     python results/tables.py --readme README.md                 # or put them in place of the old ones
 
 ``--append`` copies the rows of a leaderboard's runs.csv whose path the ledger does not hold yet,
 column by column under the ledger's header (a column the ledger lacks is refused), with the path
-written as ``runs/ablations/<variant>/seed<k>``.
+written as ``runs/ablations/<variant>/seed<k>``. ``--room-probe`` adds to ``room_probe.csv`` what a
+run's vision reads of the nearest object's kind (MLP probe, held-out exploration episodes) in the
+targets' source room (hat/can) and, averaged, in the two cake/balloon rooms; the per-room table
+joins it with the ledger's returns by path.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -51,6 +56,35 @@ def append(ledger: Path, new: Path) -> list[str]:
     return added
 
 
+ROOMS = {"hat_can": ["hat_can_default"], "cake_balloon": ["cake_balloon_default", "cake_balloon_alternative"]}
+
+
+def room_probe(run: Path) -> dict:
+    """The nearest object's kind as the run's see metrics read it, per source room."""
+    metrics = run / "see" / "metrics.json"
+    if not metrics.is_file():
+        sys.exit(f"{metrics}: no see metrics (the run directory needs its see stage)")
+    scores = json.loads(metrics.read_text())["task_probe"]["quantities"]["nearest_kind"]["mlp"]
+    row = {"path": ledger_path(str(run))}
+    for name, rooms in ROOMS.items():
+        row[name] = f"{sum(scores[f'heldout_episodes/{room}'] for room in rooms) / len(rooms):.4f}"
+    return row
+
+
+def append_room_probes(table: Path, runs: list[Path]) -> list[str]:
+    have = {row["path"] for row in read_rows(table)}
+    added = []
+    with table.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", *ROOMS], lineterminator="\n")
+        for run in runs:
+            row = room_probe(run)
+            if row["path"] not in have:
+                writer.writerow(row)
+                have.add(row["path"])
+                added.append(row["path"])
+    return added
+
+
 def num(value: str | float | None) -> str:
     return "–" if value in ("", None) else f"{float(value):.2f}"
 
@@ -70,7 +104,24 @@ def order(labels: list[str]) -> list[str]:
     return [m for m in FIRST if m in seen] + [m for m in seen if m not in FIRST]
 
 
-def tables(ledger: Path, board: Path) -> str:
+def room_table(runs: list[dict], labels: list[str], probes: list[dict]) -> list[str]:
+    by_path = {r["path"]: r for r in runs}
+    rows = [(by_path[p["path"]], p) for p in probes if p["path"] in by_path]
+    rows.sort(key=lambda rp: (labels.index(rp[0]["vision_model"]), int(rp[0]["seed"])))
+    table = [
+        "| run | nearest object's kind, probe on hat/can held-out episodes | hat/can return "
+        "| same probe, mean of the cake/balloon source rooms | cake/balloon returns |",
+        "|" + "---|" * 5,
+    ]
+    for r, p in rows:
+        table.append(
+            f"| {r['vision_model']} s{r['seed']} | {num(p['hat_can'])} | {num(r['hat_can_default'])} "
+            f"| {num(p['cake_balloon'])} | {num(r['cake_balloon_default'])} / {num(r['cake_balloon_alternative'])} |"
+        )
+    return table
+
+
+def tables(ledger: Path, board: Path, room_probes: Path | None = None) -> str:
     runs = read_rows(ledger)
     models = {row["vision_model"]: row for row in read_rows(board)}
     labels = order([r["vision_model"] for r in runs])
@@ -112,7 +163,10 @@ def tables(ledger: Path, board: Path) -> str:
                 f"| {num(r['cake_balloon_default'])} / {num(r['cake_balloon_alternative'])} | {num(r['target'])} "
                 f"| {num(r['transfer_ratio'])} | {num(r['heldout_pairing'])} | {probe(r)} |"
             )
-    return "\n\n".join("\n".join(t) for t in (goal, variants, per_run))
+    out = [goal, variants, per_run]
+    if room_probes is not None:
+        out.append(room_table(runs, labels, read_rows(room_probes)))
+    return "\n\n".join("\n".join(t) for t in out)
 
 
 def replace_tables(readme: Path, text: str) -> None:
@@ -129,6 +183,9 @@ def replace_tables(readme: Path, text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--append", type=Path, help="a leaderboard's runs.csv whose new rows join the ledger")
+    parser.add_argument(
+        "--room-probe", type=Path, nargs="+", help="run directories: their probe per room joins room_probe.csv"
+    )
     parser.add_argument("--ledger", type=Path, default=HERE / "runs.csv")
     parser.add_argument("--readme", type=Path, help="a README whose tables of the same headers are replaced")
     args = parser.parse_args()
@@ -136,7 +193,11 @@ def main() -> None:
         for path in append(args.ledger, args.append):
             print(f"added {path}")
         return
-    text = tables(args.ledger, args.ledger.parent / "leaderboard.csv")
+    if args.room_probe:
+        for path in append_room_probes(args.ledger.parent / "room_probe.csv", args.room_probe):
+            print(f"added {path} to room_probe.csv")
+        return
+    text = tables(args.ledger, args.ledger.parent / "leaderboard.csv", args.ledger.parent / "room_probe.csv")
     if args.readme:
         replace_tables(args.readme, text)
     else:

@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ spec.loader.exec_module(tables)
 
 
 def test_the_readme_tables_are_the_ledgers():
-    text = tables.tables(ROOT / "results" / "runs.csv", ROOT / "results" / "leaderboard.csv")
+    results = ROOT / "results"
+    text = tables.tables(results / "runs.csv", results / "leaderboard.csv", results / "room_probe.csv")
     readme = (ROOT / "README.md").read_text()
     for table in text.split("\n\n"):
         assert table in readme, table.split("\n")[0]
@@ -39,3 +41,23 @@ def test_append_adds_new_runs_once_and_refuses_unknown_columns(tmp_path):
     write(new, ["vision_model", "seed", "path", "surprise"], [["c", "0", "runs/ablations/c/seed0", "9"]])
     with pytest.raises(SystemExit, match="surprise"):
         tables.append(ledger, new)
+
+
+def test_room_probe_reads_the_see_metrics_once_per_run_and_joins_the_ledger(tmp_path):
+    run = tmp_path / "runs" / "ablations" / "b" / "seed3"
+    (run / "see").mkdir(parents=True)
+    scores = {"heldout_episodes/hat_can_default": 0.5, "heldout_episodes/cake_balloon_default": 0.8}
+    scores["heldout_episodes/cake_balloon_alternative"] = 0.6
+    metrics = {"task_probe": {"quantities": {"nearest_kind": {"mlp": scores}}}}
+    (run / "see" / "metrics.json").write_text(json.dumps(metrics))
+    table = tmp_path / "room_probe.csv"
+    write(table, ["path", "hat_can", "cake_balloon"], [])
+    assert tables.append_room_probes(table, [run]) == ["runs/ablations/b/seed3"]
+    assert tables.append_room_probes(table, [run]) == []
+    probes = list(csv.DictReader(table.open()))
+    assert probes == [{"path": "runs/ablations/b/seed3", "hat_can": "0.5000", "cake_balloon": "0.7000"}]
+    runs = [{"vision_model": "b", "seed": "3", "path": "runs/ablations/b/seed3", "hat_can_default": "1.5"}]
+    runs[0] |= {"cake_balloon_default": "2", "cake_balloon_alternative": "2.25"}
+    assert tables.room_table(runs, ["b"], probes)[-1] == "| b s3 | 0.50 | 1.50 | 0.70 | 2.00 / 2.25 |"
+    with pytest.raises(SystemExit, match="no see metrics"):
+        tables.append_room_probes(table, [tmp_path / "runs" / "ablations" / "b" / "seed4"])
