@@ -3,6 +3,7 @@
     python results/tables.py --append runs/ablations/runs.csv   # add finished runs to the ledger
     python -m darla.stage leaderboard results/runs.csv          # re-make leaderboard.csv from it
     python results/tables.py --room-probe runs/ablations/base/seed0   # its per-room probe, from see
+    python results/tables.py --room-rho                         # that probe's Spearman rho with hat/can return
     python results/tables.py                                    # print the README's four tables
     python results/tables.py --readme README.md                 # or put them in place of the old ones
 
@@ -11,7 +12,8 @@ column by column under the ledger's header (a column the ledger lacks is refused
 written as ``runs/ablations/<variant>/seed<k>``. ``--room-probe`` adds to ``room_probe.csv`` what a
 run's vision reads of the nearest object's kind (MLP probe, held-out exploration episodes) in the
 targets' source room (hat/can) and, averaged, in the two cake/balloon rooms; the per-room table
-joins it with the ledger's returns by path.
+joins it with the ledger's returns by path; ``--room-rho`` prints the hat/can probe's Spearman rho
+with the hat/can return over those runs, with the leaderboard's bootstrap 95% interval (runs resampled).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import csv
 import json
 import sys
 from pathlib import Path
+
+from darla.evaluation import rank_correlation
+from darla.leaderboard import bootstrap_rng, rho_interval
 
 HERE = Path(__file__).parent
 FIRST = ["beta_vae_dae", "pixels", "oracle"]  # the goal's rows first, then the variants in ledger order
@@ -121,6 +126,16 @@ def room_table(runs: list[dict], labels: list[str], probes: list[dict]) -> list[
     return table
 
 
+def room_rho(runs: list[dict], probes: list[dict]) -> tuple[int, float, float, float]:
+    """Runs joined, Spearman rho of the hat/can probe with the hat/can return, and its 95% interval."""
+    by_path = {r["path"]: r for r in runs}
+    joined = [p for p in probes if p["path"] in by_path]
+    xs = [float(p["hat_can"]) for p in joined]
+    ys = [float(by_path[p["path"]]["hat_can_default"]) for p in joined]
+    low, high = rho_interval(xs, ys, bootstrap_rng("hat_can probe/hat_can return"))
+    return len(joined), rank_correlation(xs, ys), low, high
+
+
 def tables(ledger: Path, board: Path, room_probes: Path | None = None) -> str:
     runs = read_rows(ledger)
     models = {row["vision_model"]: row for row in read_rows(board)}
@@ -186,6 +201,7 @@ def main() -> None:
     parser.add_argument(
         "--room-probe", type=Path, nargs="+", help="run directories: their probe per room joins room_probe.csv"
     )
+    parser.add_argument("--room-rho", action="store_true", help="the hat/can probe's rho with the hat/can return")
     parser.add_argument("--ledger", type=Path, default=HERE / "runs.csv")
     parser.add_argument("--readme", type=Path, help="a README whose tables of the same headers are replaced")
     args = parser.parse_args()
@@ -196,6 +212,10 @@ def main() -> None:
     if args.room_probe:
         for path in append_room_probes(args.ledger.parent / "room_probe.csv", args.room_probe):
             print(f"added {path} to room_probe.csv")
+        return
+    if args.room_rho:
+        n, rho, low, high = room_rho(read_rows(args.ledger), read_rows(args.ledger.parent / "room_probe.csv"))
+        print(f"{n} runs: Spearman rho {rho:.2f} [{low:.2f}, {high:.2f}]")
         return
     text = tables(args.ledger, args.ledger.parent / "leaderboard.csv", args.ledger.parent / "room_probe.csv")
     if args.readme:

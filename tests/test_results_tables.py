@@ -61,3 +61,13 @@ def test_room_probe_reads_the_see_metrics_once_per_run_and_joins_the_ledger(tmp_
     assert tables.room_table(runs, ["b"], probes)[-1] == "| b s3 | 0.50 | 1.50 | 0.70 | 2.00 / 2.25 |"
     with pytest.raises(SystemExit, match="no see metrics"):
         tables.append_room_probes(table, [tmp_path / "runs" / "ablations" / "b" / "seed4"])
+
+
+def test_room_rho_orders_runs_by_their_hat_can_probe_and_skips_runs_the_ledger_lacks():
+    runs = [{"path": f"r{i}", "hat_can_default": str(r)} for i, r in enumerate([-0.2, 0.6, 1.2, 1.9])]
+    probes = [{"path": f"r{i}", "hat_can": str(p)} for i, p in enumerate([0.0, 0.1, 0.4, 0.8])]
+    probes.append({"path": "gone", "hat_can": "0.9"})
+    assert tables.room_rho(runs, probes) == (4, 1.0, 1.0, 1.0)
+    reversed_probes = [{"path": p["path"], "hat_can": str(1 - float(p["hat_can"]))} for p in probes[:4]]
+    n, rho, low, high = tables.room_rho(runs, reversed_probes)
+    assert (n, rho, low, high) == (4, -1.0, -1.0, -1.0)
