@@ -205,19 +205,20 @@ def main() -> None:
     parser.add_argument("--ledger", type=Path, default=HERE / "runs.csv")
     parser.add_argument("--readme", type=Path, help="a README whose tables of the same headers are replaced")
     args = parser.parse_args()
+    probes = args.ledger.parent / "room_probe.csv"
     if args.append:
         for path in append(args.ledger, args.append):
             print(f"added {path}")
         return
     if args.room_probe:
-        for path in append_room_probes(args.ledger.parent / "room_probe.csv", args.room_probe):
+        for path in append_room_probes(probes, args.room_probe):
             print(f"added {path} to room_probe.csv")
         return
     if args.room_rho:
-        n, rho, low, high = room_rho(read_rows(args.ledger), read_rows(args.ledger.parent / "room_probe.csv"))
+        n, rho, low, high = room_rho(read_rows(args.ledger), read_rows(probes))
         print(f"{n} runs: Spearman rho {rho:.2f} [{low:.2f}, {high:.2f}]")
         return
-    text = tables(args.ledger, args.ledger.parent / "leaderboard.csv", args.ledger.parent / "room_probe.csv")
+    text = tables(args.ledger, args.ledger.parent / "leaderboard.csv", probes)
     if args.readme:
         replace_tables(args.readme, text)
     else:
