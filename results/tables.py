@@ -4,7 +4,7 @@
     python -m darla.stage leaderboard results/runs.csv          # re-make leaderboard.csv from it
     python results/tables.py --room-probe runs/ablations/base/seed0   # its per-room probe, from see
     python results/tables.py --room-rho                         # that probe's Spearman rho with hat/can return
-    python results/tables.py                                    # print the README's four tables
+    python results/tables.py                                    # print the README's five tables
     python results/tables.py --readme README.md                 # or put them in place of the old ones
 
 ``--append`` copies the rows of a leaderboard's runs.csv whose path the ledger does not hold yet,
@@ -29,6 +29,9 @@ from darla.leaderboard import bootstrap_rng, rho_interval
 
 HERE = Path(__file__).parent
 FIRST = ["beta_vae_dae", "pixels", "oracle"]  # the goal's rows first, then the variants in ledger order
+# The comparison of encoders at the default budget: DARLA, the baselines, then the rest of the zoo.
+# Their runs live in runs/compare_<env>/<model>/seed<k>; the ablation table leaves the zoo's own rows out.
+ZOO = ["darla_ft", "beta_vae", "vae", "dae", "random_cnn"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -37,8 +40,10 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def ledger_path(path: str) -> str:
+    """``runs/ablations/...`` or ``runs/compare_<env>/...``, wherever the runs directory was."""
     parts = Path(path).parts
-    return str(Path("runs", *parts[parts.index("ablations") :])) if "ablations" in parts else path
+    top = next((i for i, part in enumerate(parts) if part == "ablations" or part.startswith("compare_")), None)
+    return path if top is None else str(Path("runs", *parts[top:]))
 
 
 def append(ledger: Path, new: Path) -> list[str]:
@@ -157,15 +162,18 @@ def tables(ledger: Path, board: Path, room_probes: Path | None = None) -> str:
             f"| ≥ 0.8 and ≥ pixels | {met} |"
         )
     columns = ["source", "target", "transfer_ratio", "heldout", "ood1", "near_vision", "ood2"]
-    variants = [
-        "| variant | seeds | source | target | ratio | heldout | ood1 | near_vision | ood2 "
-        "| probe: held-out / source rooms / targets |",
-        "|" + "---|" * 10,
-    ]
-    for label in labels:
-        row = models[label]
-        cells = " | ".join(cell(row, c) for c in columns)
-        variants.append(f"| {label} | {row['seeds']} | {cells} | {probe(row)} |")
+    header = "| seeds | source | target | ratio | heldout | ood1 | near_vision | ood2 "
+    header += "| probe: held-out / source rooms / targets |"
+
+    def summary(first: str, rows: list[str]) -> list[str]:
+        table = [f"| {first} {header}", "|" + "---|" * 10]
+        for label in rows:
+            cells = " | ".join(cell(models[label], c) for c in columns)
+            table.append(f"| {label} | {models[label]['seeds']} | {cells} | {probe(models[label])} |")
+        return table
+
+    variants = summary("variant", [label for label in labels if label not in ZOO])
+    comparison = summary("vision model", [m for m in [*FIRST, *ZOO] if m in models])
     per_run = [
         "| run | commit | source | hat/can | cake/balloon default / alternative | target | ratio "
         "| heldout pairing | probe: held-out / source rooms / targets |",
@@ -178,7 +186,7 @@ def tables(ledger: Path, board: Path, room_probes: Path | None = None) -> str:
                 f"| {num(r['cake_balloon_default'])} / {num(r['cake_balloon_alternative'])} | {num(r['target'])} "
                 f"| {num(r['transfer_ratio'])} | {num(r['heldout_pairing'])} | {probe(r)} |"
             )
-    out = [goal, variants, per_run]
+    out = [goal, variants, per_run, comparison]
     if room_probes is not None:
         out.append(room_table(runs, labels, read_rows(room_probes)))
     return "\n\n".join("\n".join(t) for t in out)

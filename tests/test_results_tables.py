@@ -71,3 +71,24 @@ def test_room_rho_orders_runs_by_their_hat_can_probe_and_skips_runs_the_ledger_l
     reversed_probes = [{"path": p["path"], "hat_can": str(1 - float(p["hat_can"]))} for p in probes[:4]]
     n, rho, low, high = tables.room_rho(runs, reversed_probes)
     assert (n, rho, low, high) == (4, -1.0, -1.0, -1.0)
+
+
+def test_ledger_paths_keep_ablations_and_comparisons_and_the_zoo_gets_its_own_table(tmp_path):
+    assert tables.ledger_path("/x/runs/ablations/a/seed0") == "runs/ablations/a/seed0"
+    assert (
+        tables.ledger_path("/x/y/compare_collect_good_objects/vae/seed1")
+        == "runs/compare_collect_good_objects/vae/seed1"
+    )
+    assert tables.ledger_path("elsewhere/vae/seed1") == "elsewhere/vae/seed1"
+    ledger, board = tmp_path / "runs.csv", tmp_path / "leaderboard.csv"
+    returns = ["commit", "source", "target", "transfer_ratio", "heldout_pairing", "hat_can_default"]
+    returns += ["cake_balloon_default", "cake_balloon_alternative"]
+    labels = ("vae", "beta_vae_dae+x", "pixels")
+    write(ledger, ["vision_model", "seed", "path", *returns], [[m, "0", m, *["1"] * len(returns)] for m in labels])
+    columns = ["source", "target", "transfer_ratio", "heldout", "ood1", "near_vision", "ood2"]
+    stats = [f"{c}_{s}" for c in [*columns, "heldout_ratio", "ood1_ratio"] for s in ("iqm", "ci_low", "ci_high")]
+    rows = [[m, "1", *["1.0"] * len(stats)] for m in ("beta_vae_dae", "pixels", "beta_vae_dae+x", "vae")]
+    write(board, ["vision_model", "seeds", *stats], rows)
+    goal, variants, per_run, comparison = tables.tables(ledger, board).split("\n\n")
+    assert [line.split(" | ")[0] for line in variants.split("\n")[2:]] == ["| pixels", "| beta_vae_dae+x"]
+    assert [line.split(" | ")[0] for line in comparison.split("\n")[2:]] == ["| beta_vae_dae", "| pixels", "| vae"]
