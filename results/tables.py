@@ -42,8 +42,8 @@ def read_rows(path: Path) -> list[dict]:
 def ledger_path(path: str) -> str:
     """``runs/ablations/...`` or ``runs/compare_<env>/...``, wherever the runs directory was."""
     parts = Path(path).parts
-    top = next((i for i, part in enumerate(parts) if part == "ablations" or part.startswith("compare_")), None)
-    return path if top is None else str(Path("runs", *parts[top:]))
+    tops = [i for i, part in enumerate(parts) if part == "ablations" or part.startswith("compare_")]
+    return str(Path("runs", *parts[tops[-1] :])) if tops else path
 
 
 def append(ledger: Path, new: Path) -> list[str]:

@@ -80,6 +80,7 @@ def test_ledger_paths_keep_ablations_and_comparisons_and_the_zoo_gets_its_own_ta
         == "runs/compare_collect_good_objects/vae/seed1"
     )
     assert tables.ledger_path("elsewhere/vae/seed1") == "elsewhere/vae/seed1"
+    assert tables.ledger_path("/compare_old/runs/ablations/a/seed0") == "runs/ablations/a/seed0"
     ledger, board = tmp_path / "runs.csv", tmp_path / "leaderboard.csv"
     returns = ["commit", "source", "target", "transfer_ratio", "heldout_pairing", "hat_can_default"]
     returns += ["cake_balloon_default", "cake_balloon_alternative"]
