@@ -32,6 +32,7 @@ FIRST = ["beta_vae_dae", "pixels", "oracle"]  # the goal's rows first, then the 
 # The comparison of encoders at the default budget: DARLA, the baselines, then the rest of the zoo.
 # Their runs live in runs/compare_<env>/<model>/seed<k>; the ablation table leaves the zoo's own rows out.
 ZOO = ["darla_ft", "beta_vae", "vae", "dae", "random_cnn"]
+COLUMNS = ["source", "target", "transfer_ratio", "heldout", "ood1", "near_vision", "ood2"]  # of each summary row
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -161,14 +162,13 @@ def tables(ledger: Path, board: Path, room_probes: Path | None = None) -> str:
             f"| {group} ratio | {cell(darla, f'{group}_ratio')} | {cell(pixels, f'{group}_ratio')} "
             f"| ≥ 0.8 and ≥ pixels | {met} |"
         )
-    columns = ["source", "target", "transfer_ratio", "heldout", "ood1", "near_vision", "ood2"]
     header = "| seeds | source | target | ratio | heldout | ood1 | near_vision | ood2 "
     header += "| probe: held-out / source rooms / targets |"
 
     def summary(first: str, rows: list[str]) -> list[str]:
         table = [f"| {first} {header}", "|" + "---|" * 10]
         for label in rows:
-            cells = " | ".join(cell(models[label], c) for c in columns)
+            cells = " | ".join(cell(models[label], c) for c in COLUMNS)
             table.append(f"| {label} | {models[label]['seeds']} | {cells} | {probe(models[label])} |")
         return table
 

@@ -86,8 +86,7 @@ def test_ledger_paths_keep_ablations_and_comparisons_and_the_zoo_gets_its_own_ta
     returns += ["cake_balloon_default", "cake_balloon_alternative"]
     labels = ("vae", "beta_vae_dae+x", "pixels")
     write(ledger, ["vision_model", "seed", "path", *returns], [[m, "0", m, *["1"] * len(returns)] for m in labels])
-    columns = ["source", "target", "transfer_ratio", "heldout", "ood1", "near_vision", "ood2"]
-    stats = [f"{c}_{s}" for c in [*columns, "heldout_ratio", "ood1_ratio"] for s in ("iqm", "ci_low", "ci_high")]
+    stats = [f"{c}_{s}" for c in [*tables.COLUMNS, "heldout_ratio", "ood1_ratio"] for s in ("iqm", "ci_low", "ci_high")]
     rows = [[m, "1", *["1.0"] * len(stats)] for m in ("beta_vae_dae", "pixels", "beta_vae_dae+x", "vae")]
     write(board, ["vision_model", "seeds", *stats], rows)
     goal, variants, per_run, comparison = tables.tables(ledger, board).split("\n\n")
